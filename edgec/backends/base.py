@@ -1,0 +1,69 @@
+"""The backend interface: `compile(graph, target, options) -> Payload`, plus the registry."""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import onnx
+
+from edgec.errors import EdgecError
+from edgec.targets import Target
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    precision: str = "fp32"
+    tuning_db: str | None = None
+    model_path: str = "<model>"  # for error messages
+
+
+@dataclass
+class Payload:
+    """Files for the artifact, plus what the runtime needs to know about them (`backend_config`)."""
+
+    files: dict[str, bytes]
+    config: dict = field(default_factory=dict)
+
+
+class Backend(ABC):
+    name: str
+    precisions: tuple[str, ...] = ("fp32",)
+    devices: tuple[str, ...] = ("cpu",)
+
+    def check(self, target: Target, options: CompileOptions) -> None:
+        """Raise UnsupportedError (exit 2, with the alternative) when this backend cannot serve the request."""
+        from edgec.errors import UnsupportedError
+
+        if options.precision not in PRECISIONS:
+            raise EdgecError(f"unknown precision '{options.precision}'; choose one of {', '.join(PRECISIONS)}")
+        if options.precision not in self.precisions:
+            raise UnsupportedError(f"backend '{self.name}' does not support precision '{options.precision}' yet "
+                                   f"(it supports {', '.join(self.precisions)})")
+        if target.device not in self.devices:
+            raise UnsupportedError(f"backend '{self.name}' cannot compile for target '{target.name}' "
+                                   f"(device {target.device}); it targets {', '.join(self.devices)}")
+
+    @abstractmethod
+    def compile(self, model: onnx.ModelProto, target: Target, options: CompileOptions) -> Payload:
+        """Compile the optimized model for target; never write outside a private temporary directory."""
+
+    def required_cpu_features(self, target: Target) -> tuple[str, ...]:
+        """CPU features the payload's native code needs on the executing host."""
+        return target.cpu_features
+
+
+_BACKENDS = {"tvm": "edgec.backends.tvm_backend", "ort": "edgec.backends.ort_backend"}
+
+
+def backend_names() -> list[str]:
+    return list(_BACKENDS)
+
+
+def get_backend(name: str) -> Backend:
+    if name not in _BACKENDS:
+        raise EdgecError(f"unknown backend '{name}'; choose one of {', '.join(_BACKENDS)}")
+    return importlib.import_module(_BACKENDS[name]).BACKEND

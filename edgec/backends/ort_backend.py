@@ -1,0 +1,35 @@
+"""ONNX Runtime as a CPU backend: the payload is the optimized ONNX plus session options."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+
+from edgec.backends.base import Backend, CompileOptions, Payload
+from edgec.errors import EdgecError
+from edgec.targets import Target
+
+SESSION_CONFIG = {"graph_optimization_level": "ORT_ENABLE_ALL", "intra_op_num_threads": 0}
+
+
+class OrtBackend(Backend):
+    name = "ort"
+
+    def compile(self, model: onnx.ModelProto, target: Target, options: CompileOptions) -> Payload:
+        import onnxruntime as ort
+
+        data = model.SerializeToString(deterministic=True)
+        try:  # build a session now, so an unsupported op fails at compile time, not on the board
+            ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented types
+            message = " ".join(str(e).split())
+            raise EdgecError(f"{options.model_path}: ONNX Runtime cannot load the model: {message}") from None
+        config = json.dumps(SESSION_CONFIG, sort_keys=True).encode()
+        return Payload({"model.onnx": data, "session.json": config}, {"session": SESSION_CONFIG})
+
+    def required_cpu_features(self, target: Target) -> tuple[str, ...]:
+        return ()  # ONNX Runtime picks its kernels for the executing CPU at run time
+
+
+BACKEND = OrtBackend()

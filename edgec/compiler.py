@@ -1,0 +1,69 @@
+"""`edgec compile` as a library call: load -> passes -> backend -> verified, deterministic artifact."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from edgec import __version__
+from edgec.backends import CompileOptions, get_backend
+from edgec.frontend.loader import io_spec, load_model
+from edgec.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
+from edgec.runtime.artifact import write_artifact
+from edgec.targets import resolve_target
+
+
+@dataclass
+class CompileResult:
+    path: Path
+    manifest: dict
+    seconds: float
+    pass_records: list
+
+
+def toolchain_versions() -> dict[str, str | None]:
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {"tvm": version("apache-tvm"), "tvm_ffi": version("apache-tvm-ffi"), "onnx": version("onnx"),
+            "onnxruntime": version("onnxruntime"), "tensorrt": version("tensorrt")}
+
+
+def compile_model(model_path: str | os.PathLike, target: str, output: str | os.PathLike, backend: str = "tvm",
+                  precision: str = "fp32", input_shapes: dict | None = None, passes=DEFAULT_PIPELINE,
+                  tuning_db: str | None = None) -> CompileResult:
+    """Compile an ONNX file into a `.edgec` artifact at `output` (written atomically)."""
+    start = time.perf_counter()
+    model_path = str(model_path)
+    tgt = resolve_target(target)
+    chosen = get_backend(backend)
+    options = CompileOptions(precision=precision, tuning_db=tuning_db, model_path=model_path)
+    chosen.check(tgt, options)
+    source_sha = hashlib.sha256(Path(model_path).read_bytes()).hexdigest() if Path(model_path).is_file() else None
+    graph = load_model(model_path, input_shapes)
+    graph, records = run_pipeline(graph, passes, PassContext(model_path=model_path))
+    payload = chosen.compile(graph, tgt, options)
+    inputs, outputs = io_spec(graph)
+    manifest = {
+        "edgec_version": __version__,
+        "backend": chosen.name,
+        "backend_config": payload.config,
+        "target": dict(tgt.to_json(), cpu_features=list(chosen.required_cpu_features(tgt))),
+        "precision": precision,
+        "inputs": inputs,
+        "outputs": outputs,
+        "source_model_sha256": source_sha,
+        "passes": [r.name for r in records],
+        "toolchain": toolchain_versions(),
+    }
+    write_artifact(output, manifest, payload.files)
+    from edgec.runtime.artifact import read_manifest
+
+    return CompileResult(Path(output), read_manifest(output), time.perf_counter() - start, records)

@@ -1,0 +1,1 @@
+"""Getting models in: PyTorch export, ONNX loading and validation, inspection."""

@@ -1,0 +1,64 @@
+"""PyTorch -> ONNX export of zoo networks or any `module:callable` returning an nn.Module."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from edgec.errors import EdgecError
+from edgec.runtime.artifact import write_atomic
+
+
+def resolve_exportable(spec: str) -> tuple[object, tuple[int, ...] | None, tuple[str, ...]]:
+    """A zoo name (trained weights) or 'pkg.module:callable' -> (module, default input shape, output names)."""
+    if ":" not in spec:
+        from models import registry, train
+
+        try:
+            entry = registry.get(spec)
+        except KeyError as e:
+            raise EdgecError(f"{e.args[0]}; or pass MODULE:CALLABLE returning a torch.nn.Module") from None
+        return train.load_trained(spec, log=None), entry.input_shape, entry.output_names
+    module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise EdgecError(f"cannot load '{spec}': {e}") from None
+    import torch
+
+    net = factory() if not isinstance(factory, torch.nn.Module) else factory
+    if not isinstance(net, torch.nn.Module):
+        raise EdgecError(f"'{spec}' returned {type(net).__name__}, expected a torch.nn.Module")
+    shape = getattr(net, "input_shape", None)
+    return net.eval(), (tuple(shape) if shape else None), ("output",)
+
+
+def export_onnx(net, input_shape: tuple[int, ...], path: str | os.PathLike, opset: int = 17,
+                output_names: tuple[str, ...] = ("logits",), dynamic_batch: bool = True) -> Path:
+    """Export `net` (eval mode) with one float input called 'input'; batch dim symbolic by default."""
+    import torch
+
+    if not 7 <= opset <= 23:
+        raise EdgecError(f"--opset {opset}: supported opsets are 7..23")
+    example = torch.zeros(input_shape, dtype=torch.float32)
+    axes = {name: {0: "batch"} for name in ("input", *output_names)} if dynamic_batch else None
+    path = Path(path)
+
+    def write(tmp: str) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net.eval(), (example,), tmp, input_names=["input"], output_names=list(output_names),
+                              dynamic_axes=axes, opset_version=opset, dynamo=False)
+
+    try:
+        write_atomic(path, write)
+    except (RuntimeError, TypeError, ValueError) as e:
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EdgecError(f"PyTorch could not export the model with input shape "
+                         f"{'x'.join(map(str, input_shape))}: {message}") from None
+    return path

@@ -1,0 +1,120 @@
+"""The edgec runtime: load a `.edgec` artifact and run it on numpy arrays.
+
+    import edgec.runtime as rt
+    m = rt.load("model.edgec", device="cpu")
+    outs = m.run({"input": x})      # {name: array} in manifest order
+    y = m(x)                        # single-input shortcut -> list of outputs
+
+Needs only numpy and the backend's own runtime (TVM runtime or onnxruntime): never torch or onnx.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+from edgec.errors import EdgecError
+from edgec.runtime.artifact import ArtifactError, read_artifact
+from edgec.runtime.executors import open_executor
+from edgec.targets import host_arch, missing_cpu_features
+
+__all__ = ["load", "Module", "InputError", "ArtifactError"]
+
+
+class InputError(EdgecError, ValueError):
+    """Inputs given to `Module.run` do not match the artifact's input specification."""
+
+
+def _fmt_spec(name: str, shape, dtype: str) -> str:
+    dims = "x".join(str(d) for d in shape) if shape else "scalar"
+    return f"{name}: {dtype}[{dims}]"
+
+
+class Module:
+    """A loaded artifact. Calls are serialised by a lock, so one Module may be shared by threads."""
+
+    def __init__(self, path: str, manifest: dict, executor, device: str):
+        self.path = path
+        self.device = device
+        self.manifest = manifest
+        self._executor = executor
+        self._lock = threading.Lock()
+        self.inputs = [(i["name"], tuple(i["shape"]), i["dtype"]) for i in manifest["inputs"]]
+        self.outputs = [(o["name"], tuple(o["shape"]), o["dtype"]) for o in manifest["outputs"]]
+
+    @property
+    def backend(self) -> str:
+        return self.manifest["backend"]
+
+    def __repr__(self) -> str:
+        ins = ", ".join(_fmt_spec(*i) for i in self.inputs)
+        return f"<edgec Module {self.path} backend={self.backend} target={self.manifest['target']['name']} inputs=[{ins}]>"
+
+    def run(self, feeds: dict) -> dict[str, np.ndarray]:
+        """Run on {input name: array}; returns {output name: array} in manifest order."""
+        arrays = self._validate(feeds)
+        with self._lock:
+            results = self._executor(arrays)
+        return {name: np.asarray(r) for (name, _, _), r in zip(self.outputs, results)}
+
+    def __call__(self, *arrays) -> list[np.ndarray]:
+        if len(arrays) != len(self.inputs):
+            expected = ", ".join(_fmt_spec(*i) for i in self.inputs)
+            raise InputError(f"expected {len(self.inputs)} positional input(s) ({expected}), got {len(arrays)}")
+        return list(self.run({name: a for (name, _, _), a in zip(self.inputs, arrays)}).values())
+
+    def _validate(self, feeds) -> list[np.ndarray]:
+        if not isinstance(feeds, dict):
+            raise InputError(f"run() takes a dict {{input name: numpy array}}, got {type(feeds).__name__}")
+        names = [n for n, _, _ in self.inputs]
+        unknown = [k for k in feeds if k not in names]
+        missing = [n for n in names if n not in feeds]
+        if unknown or missing:
+            expected = ", ".join(_fmt_spec(*i) for i in self.inputs)
+            raise InputError(f"input names do not match: unknown {unknown}, missing {missing}; expected {expected}")
+        symbols: dict[str, int] = {}
+        arrays = []
+        for name, shape, dtype in self.inputs:
+            x = feeds[name]
+            if not isinstance(x, np.ndarray):
+                raise InputError(f"input '{name}': expected a numpy array ({_fmt_spec(name, shape, dtype)}), "
+                                 f"got {type(x).__name__}")
+            given = _fmt_spec(name, x.shape, str(x.dtype))
+            if x.dtype != np.dtype(dtype):
+                raise InputError(f"input '{name}': dtype {x.dtype} does not match; expected "
+                                 f"{_fmt_spec(name, shape, dtype)}, given {given} (convert with .astype('{dtype}'))")
+            if not _shape_matches(shape, x.shape, symbols):
+                raise InputError(f"input '{name}': shape {tuple(x.shape)} does not match; expected "
+                                 f"{_fmt_spec(name, shape, dtype)}, given {given}")
+            arrays.append(np.ascontiguousarray(x))
+        return arrays
+
+
+def _shape_matches(spec, shape, symbols: dict[str, int]) -> bool:
+    if len(spec) != len(shape):
+        return False
+    for want, got in zip(spec, shape):
+        if isinstance(want, int):
+            if want != got:
+                return False
+        elif got < 1 or symbols.setdefault(want, got) != got:
+            return False
+    return True
+
+
+def load(path: str | os.PathLike, device: str = "cpu") -> Module:
+    """Verify and load an artifact for `device` ("cpu", "cuda" or "cuda:N")."""
+    manifest, files = read_artifact(path)
+    target = manifest["target"]
+    arch = host_arch()
+    if target.get("arch") not in (None, arch):
+        raise ArtifactError(f"{path}: compiled for {target['arch']} (target '{target['name']}') but this host is "
+                            f"{arch}; compile for this host with `edgec compile ... --target cpu`")
+    if target.get("device") == "cpu":
+        missing = missing_cpu_features(target.get("cpu_features", []))
+        if missing:
+            raise ArtifactError(f"{path}: compiled for target '{target['name']}', which needs CPU features this "
+                                f"host lacks ({', '.join(missing)}); recompile with `--target cpu`")
+    return Module(str(path), manifest, open_executor(manifest, files, device), device)

@@ -1,0 +1,111 @@
+"""Deterministic training of zoo networks, with trained weights cached beside this file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.registry import ZooEntry, get
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+SEED = 0
+TRAIN_THREADS = 2  # fixed, so the float reduction order (and so the weights) does not depend on the host
+
+
+def architecture_key(model: nn.Module) -> str:
+    """Fingerprint of parameter names and shapes: cached weights are reused only when it matches."""
+    spec = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+    return hashlib.sha256(repr(spec).encode()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Model outputs (first output for multi-output models) for all of x, in eval mode."""
+    model.eval()
+    outs = [model(torch.from_numpy(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
+    return torch.cat([o[0] if isinstance(o, (tuple, list)) else o for o in outs]).numpy()
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float((logits.argmax(axis=1) == labels).mean())
+
+
+def train(entry: ZooEntry, log=print) -> tuple[nn.Module, dict]:
+    """Train `entry` from a fixed seed with Adam; returns the eval-mode model and its metrics."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TRAIN_THREADS)
+    torch.manual_seed(SEED)
+    torch.use_deterministic_algorithms(True)
+    try:
+        split = entry.load_data()
+        model = entry.build()
+        x = torch.from_numpy(split.x_train)
+        y = torch.from_numpy(split.y_train)
+        opt = torch.optim.Adam(model.parameters(), lr=entry.lr, weight_decay=entry.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=entry.epochs)
+        gen = torch.Generator().manual_seed(SEED)
+        loss_fn = nn.CrossEntropyLoss()
+        start = time.perf_counter()
+        for epoch in range(entry.epochs):
+            model.train()
+            order = torch.randperm(len(x), generator=gen)
+            total = 0.0
+            for i in range(0, len(x), entry.batch_size):
+                idx = order[i:i + entry.batch_size]
+                opt.zero_grad()
+                loss = loss_fn(model(x[idx]), y[idx])
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            sched.step()
+            if log and (epoch + 1) % max(1, entry.epochs // 5) == 0:
+                log(f"{entry.name}: epoch {epoch + 1}/{entry.epochs} loss {total / len(x):.4f}")
+        seconds = time.perf_counter() - start
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.set_num_threads(threads)
+    model.eval()
+    metrics = {
+        "name": entry.name,
+        "test_accuracy": accuracy(predict(model, split.x_test), split.y_test),
+        "train_accuracy": accuracy(predict(model, split.x_train), split.y_train),
+        "n_train": int(len(split.x_train)),
+        "n_test": int(len(split.x_test)),
+        "epochs": entry.epochs,
+        "train_seconds": round(seconds, 2),
+        "architecture": architecture_key(model),
+        "torch_version": torch.__version__,
+    }
+    return model, metrics
+
+
+def _paths(name: str) -> tuple[Path, Path]:
+    return WEIGHTS_DIR / f"{name}.pt", WEIGHTS_DIR / f"{name}.json"
+
+
+def cached_metrics(name: str) -> dict | None:
+    """Metrics saved with the cached weights, or None when there are none."""
+    path = _paths(name)[1]
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def load_trained(name: str, retrain: bool = False, log=print) -> nn.Module:
+    """The trained network: from the weight cache when its architecture matches, else trained now."""
+    entry = get(name)
+    weights_path, metrics_path = _paths(name)
+    model = entry.build()
+    metrics = cached_metrics(name)
+    if not retrain and metrics and weights_path.exists() and metrics["architecture"] == architecture_key(model):
+        model.load_state_dict(torch.load(weights_path, weights_only=True))
+        return model.eval()
+    model, metrics = train(entry, log=log)
+    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), weights_path)
+    metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return model
