@@ -12,7 +12,7 @@ import os
 import platform
 from dataclasses import dataclass, field
 
-from edgec.errors import EdgecError
+from edgec.errors import EdgecError, UnsupportedError
 
 # x86 ISA extensions (as /proc/cpuinfo spells them) that decide whether generated code can run.
 X86_ISA_FLAGS = (
@@ -87,6 +87,10 @@ _NAMED = {
 }
 
 
+# Contract target names this version cannot compile for yet: a clear refusal, not "unknown".
+_NOT_YET = ("aarch64", "aarch64-cortex-a72", "aarch64-cortex-a76", "jetson-orin", "cuda")
+
+
 def target_names() -> list[str]:
     return ["cpu", *_NAMED]
 
@@ -97,6 +101,9 @@ def resolve_target(name: str) -> Target:
         return _host_cpu_target()
     if name in _NAMED:
         return _NAMED[name]()
+    if name in _NOT_YET or name.startswith("cuda-sm_"):
+        raise UnsupportedError(f"target '{name}' is not implemented in this edgec version yet; "
+                               f"available targets: {', '.join(target_names())}")
     raise EdgecError(f"unknown target '{name}'; known targets: {', '.join(target_names())}")
 
 
