@@ -1,0 +1,52 @@
+"""Shared fixtures: the trained LeNet exported once, and its artifacts compiled once per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EDGEC = [sys.executable, "-m", "edgec.cli"]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with `make test-slow` (pytest --runslow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def run_edgec(*args, cwd=None, check=False) -> subprocess.CompletedProcess:
+    """Run the CLI in a subprocess, as a user would; returns the completed process (text mode)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="200")
+    proc = subprocess.run([*EDGEC, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"edgec {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def lenet_onnx(tmp_path_factory) -> Path:
+    from edgec.frontend.export import export_onnx, resolve_exportable
+
+    net, shape, outputs = resolve_exportable("lenet")
+    return export_onnx(net, shape, tmp_path_factory.mktemp("lenet") / "lenet.onnx", output_names=outputs)
+
+
+@pytest.fixture(scope="session")
+def lenet_artifacts(lenet_onnx, tmp_path_factory) -> dict[str, Path]:
+    """{backend: artifact path} for LeNet compiled for the host CPU."""
+    from edgec.compiler import compile_model
+
+    out = tmp_path_factory.mktemp("artifacts")
+    return {b: compile_model(lenet_onnx, "cpu", out / f"lenet-{b}.edgec", backend=b).path for b in ("tvm", "ort")}

@@ -1,0 +1,143 @@
+"""The runtime API per the contract: load, inputs/outputs, run, shortcut call, InputError, no torch/onnx."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import numpy as np
+import pytest
+
+import edgec.runtime as rt
+from edgec.runtime.artifact import read_artifact, write_artifact
+
+X = np.random.default_rng(0).random((1, 1, 28, 28), dtype=np.float32)
+
+
+@pytest.mark.parametrize("backend", ["tvm", "ort"])
+def test_load_and_run_api(backend, lenet_artifacts):
+    m = rt.load(lenet_artifacts[backend], device="cpu")
+    assert m.inputs == [("input", ("batch", 1, 28, 28), "float32")]
+    assert m.outputs == [("logits", ("batch", 10), "float32")]
+    outs = m.run({"input": X})
+    assert list(outs) == ["logits"] and outs["logits"].shape == (1, 10) and outs["logits"].dtype == np.float32
+    (y,) = m(X)
+    assert np.array_equal(y, outs["logits"])
+
+
+def test_backends_agree(lenet_artifacts):
+    tvm_out = rt.load(lenet_artifacts["tvm"])(X)[0]
+    ort_out = rt.load(lenet_artifacts["ort"])(X)[0]
+    assert np.abs(tvm_out - ort_out).max() < 1e-4
+
+
+@pytest.mark.parametrize("feeds, message", [
+    ({"image": X}, "input names do not match: unknown ['image'], missing ['input']; "
+                   "expected input: float32[batchx1x28x28]"),
+    ({"input": X.astype(np.float64)}, "input 'input': dtype float64 does not match; expected "
+                                      "input: float32[batchx1x28x28], given input: float64[1x1x28x28] "
+                                      "(convert with .astype('float32'))"),
+    ({"input": X[:, :, :27]}, "input 'input': shape (1, 1, 27, 28) does not match; expected "
+                              "input: float32[batchx1x28x28], given input: float32[1x1x27x28]"),
+    ({"input": X[0]}, "input 'input': shape (1, 28, 28) does not match; expected "
+                      "input: float32[batchx1x28x28], given input: float32[1x28x28]"),
+    ({"input": X.tolist()}, "input 'input': expected a numpy array (input: float32[batchx1x28x28]), got list"),
+])
+def test_bad_inputs_raise_input_error(lenet_artifacts, feeds, message):
+    m = rt.load(lenet_artifacts["ort"])
+    with pytest.raises(rt.InputError) as e:
+        m.run(feeds)
+    assert str(e.value) == message
+
+
+def test_non_contiguous_input_gives_same_result(lenet_artifacts):
+    m = rt.load(lenet_artifacts["tvm"])
+    wide = np.zeros((1, 1, 28, 56), np.float32)
+    wide[..., ::2] = X
+    view = wide[..., ::2]
+    assert not view.flags.c_contiguous
+    assert np.array_equal(m(view)[0], m(X)[0])
+
+
+def test_tampered_payload_is_refused(lenet_artifacts, tmp_path):
+    manifest, files = read_artifact(lenet_artifacts["ort"])
+    bad = tmp_path / "bad.edgec"
+    with zipfile.ZipFile(lenet_artifacts["ort"]) as src, zipfile.ZipFile(bad, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "model.onnx":
+                data = data[:-1] + bytes([data[-1] ^ 1])
+            dst.writestr(info, data)
+    with pytest.raises(rt.ArtifactError, match="sha256 of payload 'model.onnx' does not match the manifest"):
+        rt.load(bad)
+
+
+def test_unknown_schema_version_is_refused(lenet_artifacts, tmp_path):
+    manifest, files = read_artifact(lenet_artifacts["ort"])
+    bad = tmp_path / "future.edgec"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("manifest.json", json.dumps(dict(manifest, schema_version=99)))
+        for name, data in files.items():
+            z.writestr(name, data)
+    with pytest.raises(rt.ArtifactError, match="unknown artifact schema_version 99; this edgec reads schema_version 1"):
+        rt.load(bad)
+
+
+def test_artifact_for_missing_cpu_features_is_refused(lenet_artifacts, tmp_path):
+    manifest, files = read_artifact(lenet_artifacts["tvm"])
+    target = dict(manifest["target"], name="future-cpu", cpu_features=["avx512f", "edgec_imaginary_isa"])
+    path = tmp_path / "future.edgec"
+    write_artifact(path, dict(manifest, target=target), files)
+    with pytest.raises(rt.ArtifactError, match="needs CPU features this host lacks .*edgec_imaginary_isa"):
+        rt.load(path)
+
+
+def test_manifest_per_contract(lenet_artifacts, lenet_onnx):
+    import hashlib
+
+    manifest, files = read_artifact(lenet_artifacts["tvm"])
+    assert manifest["schema_version"] == 1 and manifest["backend"] == "tvm" and manifest["precision"] == "fp32"
+    assert manifest["target"]["name"] == "cpu" and manifest["target"]["tvm"]["kind"] == "llvm"
+    assert manifest["source_model_sha256"] == hashlib.sha256(lenet_onnx.read_bytes()).hexdigest()
+    assert manifest["passes"] and set(manifest["toolchain"]) >= {"tvm", "onnx", "onnxruntime", "tensorrt"}
+    assert manifest["files"] == {"model.so": hashlib.sha256(files["model.so"]).hexdigest()}
+    assert files["model.so"][:4] == b"\x7fELF"
+
+
+BLOCKED_RUN = textwrap.dedent("""
+    import importlib.abc, sys
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("torch", "onnx", "onnxscript", "onnx_ir", "sklearn", "models"):
+                raise ImportError(f"blocked import of {name}")
+    sys.meta_path.insert(0, Block())
+    import numpy as np
+    import edgec.runtime as rt
+    m = rt.load(sys.argv[1])
+    y = m(np.zeros((1, 1, 28, 28), np.float32))[0]
+    bad = [k for k in sys.modules if k.split(".")[0] in ("torch", "onnx", "models")]
+    print(y.shape, bad)
+""")
+
+
+@pytest.mark.parametrize("backend", ["tvm", "ort"])
+def test_runtime_works_without_torch_or_onnx(backend, lenet_artifacts):
+    proc = subprocess.run([sys.executable, "-c", BLOCKED_RUN, str(lenet_artifacts[backend])],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "(1, 10) []"
+
+
+def test_module_is_shared_safely_between_threads(lenet_artifacts):
+    from concurrent.futures import ThreadPoolExecutor
+
+    m = rt.load(lenet_artifacts["tvm"])
+    rng = np.random.default_rng(1)
+    xs = [rng.random((1, 1, 28, 28), dtype=np.float32) for _ in range(32)]
+    expected = [m(x)[0] for x in xs]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda x: m(x)[0], xs))
+    assert all(np.array_equal(a, b) for a, b in zip(expected, got))
