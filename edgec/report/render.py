@@ -94,11 +94,13 @@ def plot(report: dict, out_dir: Path) -> list[Path]:
     paths = [out_dir / name for name in PLOTS]
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for r, label, lat in zip(ok, labels, p50):
+    markers = "osD^vP*X"
+    for i, (r, label, lat) in enumerate(zip(ok, labels, p50)):
         if r["accuracy"] is not None:
-            ax.scatter(lat, 100 * r["accuracy"], s=60)
-            ax.annotate(label.replace("\n", " "), (lat, 100 * r["accuracy"]), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points")
+            ax.scatter(lat, 100 * r["accuracy"], s=60, marker=markers[i % len(markers)],
+                       label=label.replace("\n", " "))
+    if ax.collections:
+        ax.legend(fontsize=8, loc="lower right")
     ax.set_xscale("log")
     ax.set_xlabel("p50 latency, batch 1 (ms, log scale)")
     ax.set_ylabel("held-out accuracy (%)")
