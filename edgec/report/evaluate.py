@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from edgec.errors import EdgecError, UnsupportedError
+from edgec.report.datasets import load_dataset
 from edgec.report.host import host_info
 from edgec.runtime.bench import latency_stats, time_calls
 
@@ -29,13 +30,6 @@ class Subject:
     reference: Callable[[np.ndarray], np.ndarray]
     input_name: str
     zoo_entry: object = None
-
-
-@dataclass
-class Dataset:
-    name: str
-    x: np.ndarray
-    y: np.ndarray | None
 
 
 def prepare_subject(model: str, out_dir: Path) -> Subject:
@@ -77,38 +71,6 @@ def _onnx_subject(path: Path) -> Subject:
     return Subject(path.stem, path, "onnxruntime", lambda x: session.run(None, {name: x})[0], name)
 
 
-def load_dataset(spec: str, subject: Subject) -> Dataset:
-    """`digits` (the zoo entry's split, or sized to the model's input), or an .npz with x (and y)."""
-    if spec == "digits":
-        if subject.zoo_entry is not None:
-            split = subject.zoo_entry.load_data()
-        else:
-            from edgec.frontend.loader import dims_of, graph_inputs, load_model
-            from models import data
-
-            dims = dims_of(graph_inputs(load_model(subject.onnx_path))[0])
-            if len(dims) != 4 or not all(isinstance(d, int) for d in dims[1:]) or dims[2] != dims[3]:
-                raise EdgecError(f"{subject.onnx_path}: --dataset digits needs an NxCxHxH image input, the model "
-                                 f"takes {'x'.join(map(str, dims))}; pass --dataset DATA.npz")
-            split = data.digits(dims[2], dims[1])
-        return Dataset("digits", split.x_test, split.y_test)
-    if spec.endswith(".npz"):
-        path = Path(spec)
-        if not path.is_file():
-            raise EdgecError(f"{spec}: no such dataset file")
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                if "x" not in npz:
-                    raise EdgecError(f"{spec}: needs an array 'x' (inputs) and optionally 'y' (labels); "
-                                     f"found {', '.join(npz.files) or 'nothing'}")
-                return Dataset(path.name, npz["x"], npz["y"] if "y" in npz else None)
-        except (OSError, ValueError) as e:
-            raise EdgecError(f"{spec}: not a readable .npz file ({e})") from None
-    if spec == "shapes":
-        raise UnsupportedError("dataset 'shapes' (detection) is not available in this edgec version yet")
-    raise EdgecError(f"unknown dataset '{spec}'; use digits or a DATA.npz file")
-
-
 def accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
     """Top-1 accuracy: argmax over axis 1 against labels (also per-pixel for N x C x H x W outputs)."""
     if labels is None or logits.ndim < 2 or logits.shape[:1] + logits.shape[2:] != labels.shape:
@@ -146,7 +108,7 @@ def evaluate(model: str, targets, precisions, dataset: str, out_dir: Path, backe
     say = progress or (lambda message: None)
     out_dir.mkdir(parents=True, exist_ok=True)
     subject = prepare_subject(model, out_dir)
-    data = load_dataset(dataset, subject)
+    data = load_dataset(dataset, subject.onnx_path, subject.zoo_entry)
     say(f"reference ({subject.framework}) on {len(data.x)} samples")
     ref = np.concatenate([subject.reference(data.x[i:i + 256]) for i in range(0, len(data.x), 256)])
     ref_acc = accuracy(ref, data.y)
