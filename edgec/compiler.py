@@ -13,6 +13,7 @@ from edgec import __version__
 from edgec.backends import CompileOptions, get_backend
 from edgec.frontend.loader import io_spec, load_model
 from edgec.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
+from edgec.quantize.pipeline import Int8Options, quantize_int8
 from edgec.runtime.artifact import write_artifact
 from edgec.targets import resolve_target
 
@@ -38,8 +39,11 @@ def toolchain_versions() -> dict[str, str | None]:
 
 def compile_model(model_path: str | os.PathLike, target: str, output: str | os.PathLike, backend: str = "tvm",
                   precision: str = "fp32", input_shapes: dict | None = None, passes=DEFAULT_PIPELINE,
-                  tuning_db: str | None = None) -> CompileResult:
-    """Compile an ONNX file into a `.edgec` artifact at `output` (written atomically)."""
+                  tuning_db: str | None = None, int8: Int8Options | None = None) -> CompileResult:
+    """Compile an ONNX file into a `.edgec` artifact at `output` (written atomically).
+
+    int8 quantizes the optimized graph to QDQ form here, before the backend, so every backend gets
+    the same calibrated model; fp16 conversion is the backend's own step (each does it its way)."""
     start = time.perf_counter()
     model_path = str(model_path)
     tgt = resolve_target(target)
@@ -49,6 +53,9 @@ def compile_model(model_path: str | os.PathLike, target: str, output: str | os.P
     source_sha = hashlib.sha256(Path(model_path).read_bytes()).hexdigest() if Path(model_path).is_file() else None
     graph = load_model(model_path, input_shapes)
     graph, records = run_pipeline(graph, passes, PassContext(model_path=model_path))
+    quantization = None
+    if precision == "int8":
+        graph, quantization = quantize_int8(graph, int8 or Int8Options(), chosen.int8_symmetric_activations)
     payload = chosen.compile(graph, tgt, options)
     inputs, outputs = io_spec(graph)
     manifest = {
@@ -57,6 +64,7 @@ def compile_model(model_path: str | os.PathLike, target: str, output: str | os.P
         "backend_config": payload.config,
         "target": dict(tgt.to_json(), cpu_features=list(chosen.required_cpu_features(tgt))),
         "precision": precision,
+        "quantization": quantization,
         "inputs": inputs,
         "outputs": outputs,
         "source_model_sha256": source_sha,

@@ -14,11 +14,19 @@ SESSION_CONFIG = {"graph_optimization_level": "ORT_ENABLE_ALL", "intra_op_num_th
 
 
 class OrtBackend(Backend):
+    """fp32 as given; fp16 converted here (I/O and sensitive ops kept fp32); int8 arrives as QDQ, which
+    ORT fuses into integer kernels (DQ -> Conv/MatMul -> Q becomes QLinearConv/QLinearMatMul)."""
+
     name = "ort"
+    precisions = ("fp32", "fp16", "int8")
 
     def compile(self, model: onnx.ModelProto, target: Target, options: CompileOptions) -> Payload:
         import onnxruntime as ort
 
+        if options.precision == "fp16":
+            from edgec.quantize.fp16 import to_fp16
+
+            model = to_fp16(model)
         data = model.SerializeToString(deterministic=True)
         try:  # build a session now, so an unsupported op fails at compile time, not on the board
             ort.InferenceSession(data, providers=["CPUExecutionProvider"])

@@ -122,7 +122,7 @@ def evaluate(model: str, targets, precisions, dataset: str, out_dir: Path, backe
             for backend in backends:
                 say(f"{backend} {target} {precision}")
                 rows.append(_measure(rt, compile_model, subject, data, ref, backend, target, precision, out_dir,
-                                     warmup, iters))
+                                     warmup, iters, calib=dataset))
     host = host_info()
     return {
         "model": subject.name,
@@ -135,10 +135,15 @@ def evaluate(model: str, targets, precisions, dataset: str, out_dir: Path, backe
     }
 
 
-def _measure(rt, compile_model, subject, data, ref, backend, target, precision, out_dir, warmup, iters) -> dict:
+def _measure(rt, compile_model, subject, data, ref, backend, target, precision, out_dir, warmup, iters,
+             calib: str) -> dict:
+    """One row. int8 calibrates on `calib`: digits' training split, or the given .npz itself."""
+    from edgec.quantize.pipeline import Int8Options
+
     artifact = out_dir / "artifacts" / f"{subject.name}-{backend}-{target}-{precision}.edgec"
     try:
-        result = compile_model(subject.onnx_path, target, artifact, backend=backend, precision=precision)
+        result = compile_model(subject.onnx_path, target, artifact, backend=backend, precision=precision,
+                               int8=Int8Options(calib=calib))
     except UnsupportedError as e:
         return _row(backend, target, precision, "unsupported", str(e))
     except Exception as e:  # a report records failures and goes on with the other rows
@@ -158,6 +163,11 @@ def _measure(rt, compile_model, subject, data, ref, backend, target, precision, 
         return _row(backend, target, precision, "failed", f"run: {e}", artifact_bytes=size,
                     compile_s=result.seconds)
     err = np.abs(outs.astype(np.float64) - ref.astype(np.float64))
-    return _row(backend, target, precision, accuracy=accuracy(outs, data.y), top1_agreement=_agreement(outs, ref),
+    quant = result.manifest.get("quantization")
+    note = "" if not quant else (f"int8 QDQ, {quant['calibration']['method']} calibration on "
+                                 f"{quant['calibration']['samples']} samples; layers kept float: "
+                                 f"{', '.join(quant['kept_float']) or 'none'}")
+    return _row(backend, target, precision, note=note, accuracy=accuracy(outs, data.y),
+                top1_agreement=_agreement(outs, ref),
                 max_abs_err=float(err.max()), mean_abs_err=float(err.mean()), latency_ms=latency,
                 throughput_per_s=throughput, artifact_bytes=size, compile_s=round(result.seconds, 3))

@@ -1,0 +1,1 @@
+"""Reduced precision: fp16 conversion and calibrated int8 (QDQ) quantization, with accuracy-aware fallback."""

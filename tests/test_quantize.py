@@ -1,0 +1,128 @@
+"""int8 (calibrated QDQ) and fp16: determinism, per-channel scales, budgeted fallback, accuracy, artifacts."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+import edgec.runtime as rt
+from edgec.compiler import compile_model
+from edgec.errors import EdgecError
+from edgec.quantize.calibration import calibration_inputs
+from edgec.quantize.fallback import quantize_within_budget
+from edgec.quantize.fp16 import to_fp16
+from edgec.quantize.int8 import quantize
+from edgec.quantize.pipeline import Int8Options
+from models import data
+
+
+@pytest.fixture(scope="module")
+def lenet(lenet_onnx):
+    return onnx.load(lenet_onnx)
+
+
+@pytest.fixture(scope="module")
+def split():
+    return data.digits(28, 1)
+
+
+def _accuracy(model: onnx.ModelProto, split) -> float:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return float((session.run(None, {"input": split.x_test})[0].argmax(1) == split.y_test).mean())
+
+
+def test_calibration_uses_training_split_in_fixed_order(lenet, split):
+    feeds = calibration_inputs("digits", lenet, 16)
+    assert len(feeds) == 16 and all(f["input"].shape == (1, 1, 28, 28) for f in feeds)
+    assert np.array_equal(np.concatenate([f["input"] for f in feeds]), split.x_train[:16])
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile", "entropy"])
+def test_calibration_is_deterministic_and_keeps_accuracy(lenet, split, method):
+    feeds = calibration_inputs("digits", lenet, 32)
+    a, b = quantize(lenet, feeds, method), quantize(lenet, feeds, method)
+    assert a.SerializeToString() == b.SerializeToString()
+    assert 100 * (_accuracy(lenet, split) - _accuracy(a, split)) <= 1.0
+
+
+def test_weights_are_symmetric_per_channel(lenet):
+    q = quantize(lenet, calibration_inputs("digits", lenet, 16))
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    original = {t.name: numpy_helper.to_array(t) for t in lenet.graph.initializer}
+    dq = {n.output[0]: n for n in q.graph.node if n.op_type == "DequantizeLinear"}
+    checked = 0
+    for conv in (n for n in q.graph.node if n.op_type == "Conv"):
+        node = dq[conv.input[1]]
+        qweight, scale, zero = (inits[i] for i in node.input)
+        w = original[node.input[0].removesuffix("_quantized")]
+        assert qweight.dtype == np.int8 and scale.shape == (w.shape[0],) and not zero.any()
+        expected = np.abs(w.reshape(w.shape[0], -1)).max(axis=1) / 127.0
+        np.testing.assert_allclose(scale, expected, rtol=1e-6)
+        err = np.abs(qweight.astype(np.float32) * scale.reshape(-1, 1, 1, 1) - w)
+        assert (err <= scale.reshape(-1, 1, 1, 1) / 2 + 1e-7).all()  # round to nearest: within half a step
+        checked += 1
+    assert checked == 2
+
+
+@pytest.mark.parametrize("budget", [1.0, 0.0])
+def test_fallback_respects_the_budget(lenet, split, budget):
+    feeds = [{"input": split.x_train[i:i + 1] * 0.3} for i in range(32)]  # ranges 3x too narrow: clipping
+    clipped = quantize(lenet, feeds)
+    base = _accuracy(lenet, split)
+    assert 100 * (base - _accuracy(clipped, split)) > 10  # the plain int8 model really is broken
+    result = quantize_within_budget(lenet, feeds, split.x_test, split.y_test, budget)
+    assert result.fp32_accuracy == base
+    assert 100 * (base - result.int8_accuracy) <= budget
+    assert result.int8_accuracy == _accuracy(result.model, split)
+    assert result.kept_float and set(result.kept_float) <= set(result.sensitivity)
+    floats = {t.name for t in result.model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    for node in result.model.graph.node:  # kept layers compute in float: their weights stay float
+        if node.name in result.kept_float and node.op_type in ("Conv", "Gemm"):
+            assert node.input[1] in floats, node.name
+
+
+def test_int8_artifact_on_ort_matches_within_one_point(lenet_onnx, split, tmp_path):
+    result = compile_model(lenet_onnx, "cpu", tmp_path / "int8.edgec", backend="ort", precision="int8",
+                           int8=Int8Options(calib="digits"))
+    quant = result.manifest["quantization"]
+    assert result.manifest["precision"] == "int8" and quant["calibration"] == {"data": "digits", "method": "minmax",
+                                                                              "samples": 64}
+    module = rt.load(result.path)
+    logits = np.concatenate([module(split.x_test[i:i + 1])[0] for i in range(len(split.x_test))])
+    fp32 = _accuracy(onnx.load(lenet_onnx), split)
+    assert 100 * (fp32 - float((logits.argmax(1) == split.y_test).mean())) <= 1.0
+
+
+def test_int8_needs_calibration_and_tvm_refuses_float_emulation(lenet_onnx, tmp_path):
+    with pytest.raises(EdgecError, match="--precision int8 needs calibration data: add --calib digits"):
+        compile_model(lenet_onnx, "cpu", tmp_path / "a.edgec", backend="ort", precision="int8")
+    with pytest.raises(EdgecError, match="backend 'tvm' does not support precision 'int8' yet"):
+        compile_model(lenet_onnx, "cpu", tmp_path / "b.edgec", backend="tvm", precision="int8",
+                      int8=Int8Options(calib="digits"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fp16_keeps_io_and_sensitive_ops_in_fp32(split, tmp_path):
+    from tests.test_handbuilt import transformer_block_model
+
+    model = transformer_block_model()
+    half = to_fp16(model)
+    assert [i.type.tensor_type.elem_type for i in half.graph.input] == [onnx.TensorProto.FLOAT]
+    assert {o.type.tensor_type.elem_type for o in half.graph.output} == {onnx.TensorProto.FLOAT}
+    values = {v.name: v.type.tensor_type.elem_type for v in [*half.graph.value_info, *half.graph.output]}
+    for node in half.graph.node:
+        if node.op_type in ("Softmax", "LayerNormalization"):
+            assert all(values.get(o) == onnx.TensorProto.FLOAT for o in node.output), node.name
+        if node.op_type == "MatMul":
+            assert all(values.get(o) == onnx.TensorProto.FLOAT16 for o in node.output), node.name
+    path = tmp_path / "attn.onnx"
+    onnx.save(model, path)
+    x = np.random.default_rng(0).standard_normal((2, 7, 16)).astype(np.float32)
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    module = rt.load(compile_model(path, "cpu", tmp_path / "attn16.edgec", backend="ort", precision="fp16").path)
+    got = module.run({"x": x})
+    for (name, g), w in zip(got.items(), want):
+        assert g.dtype == np.float32 and np.abs(g - w).max() < 2e-2, name
