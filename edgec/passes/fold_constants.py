@@ -1,14 +1,28 @@
-"""Constant folding and onnxscript's default cleanup rewrites (no-op removal, dead code).
+"""Constant folding: evaluate every node whose inputs are all constant and store the result as a weight.
 
-Delegates to `onnxscript.optimizer.optimize`, which folds subgraphs whose inputs are all constant
-(evaluating them with the ONNX reference implementation) and removes what no output depends on.
+Delegates to onnxscript's FoldConstantsPass (ONNX reference evaluator, plus its partial rules: Shape of a
+static tensor, Reshape to the same shape / Dropout in inference -> Identity, Concat of one input, ...),
+then removes the nodes nothing depends on and lifts the remaining Constant nodes into initializers.
+Size limits (elements) are ctx.options "fold_input_limit" / "fold_output_limit".
 """
 
-import onnx
-import onnxscript.optimizer
+import onnx_ir as ir
+import onnx_ir.passes.common as common
+from onnxscript.optimizer._constant_folding import FoldConstantsPass
 
+from edgec.passes._ir_util import ir_pass
 from edgec.passes.manager import PassContext
 
+FOLD_LIMIT = 1 << 22  # 4M elements: folds weight transposes/reshapes of any edge-sized model
 
-def run(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
-    return onnxscript.optimizer.optimize(model)
+
+@ir_pass
+def run(ir_model: ir.Model, ctx: PassContext) -> None:
+    ir.passes.Sequential(
+        FoldConstantsPass(shape_inference=False,
+                          input_size_limit=ctx.options.get("fold_input_limit", FOLD_LIMIT),
+                          output_size_limit=ctx.options.get("fold_output_limit", FOLD_LIMIT),
+                          should_fold=lambda node: None),
+        common.RemoveUnusedNodesPass(),
+        common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+    )(ir_model)
