@@ -32,6 +32,7 @@ class Payload:
 class Backend(ABC):
     name: str
     precisions: tuple[str, ...] = ("fp32",)
+    int8_symmetric_activations: bool = False  # zero-point-0 activations (TensorRT's explicit quantization)
     devices: tuple[str, ...] = ("cpu",)
 
     def check(self, target: Target, options: CompileOptions) -> None:
@@ -55,8 +56,16 @@ class Backend(ABC):
         """CPU features the payload's native code needs on the executing host."""
         return target.cpu_features
 
+    nms_strategy: str = "native"  # how the backend runs the NonMaxSuppression nodes it accepts
 
-_BACKENDS = {"tvm": "edgec.backends.tvm_backend", "ort": "edgec.backends.ort_backend"}
+    def nms_unsupported(self, model: onnx.ModelProto, node: onnx.NodeProto) -> str | None:
+        """None when this backend runs NonMaxSuppression `node` with ONNX's semantics; else why not, and
+        edgec runs it on the host instead (edgec/passes/nms_host_split.py)."""
+        return f"the {self.name} backend has no NonMaxSuppression"
+
+
+_BACKENDS = {"tvm": "edgec.backends.tvm_backend", "ort": "edgec.backends.ort_backend",
+             "tensorrt": "edgec.backends.tensorrt_backend"}
 
 
 def backend_names() -> list[str]:
