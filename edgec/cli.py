@@ -17,7 +17,7 @@ import click
 from edgec import __version__
 from edgec.errors import EdgecError
 
-BACKENDS = ("tvm", "ort")
+BACKENDS = ("tvm", "ort", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -119,24 +119,39 @@ def optimize(model: str, output: str, passes: str | None, no_validate: bool, as_
 @click.option("--target", required=True, help="cpu, x86-64-avx2, x86-64-avx512 (see README's targets table).")
 @click.option("--backend", default="tvm", show_default=True, type=click.Choice(BACKENDS))
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS))
-@click.option("--calib", type=click.Path(dir_okay=False), help="Calibration data (.npz) for int8.")
-@click.option("--tuning-db", type=click.Path(file_okay=False), help="Tuning database directory.")
+@click.option("--calib", help="int8 calibration data: digits (its training split) or DATA.npz (array x).")
+@click.option("--calib-method", default="minmax", show_default=True,
+              type=click.Choice(("minmax", "percentile", "entropy")))
+@click.option("--calib-samples", default=64, show_default=True, type=int, help="Calibration samples to use.")
+@click.option("--max-accuracy-drop", type=float, metavar="POINTS",
+              help="int8: keep the most sensitive layers in float until top-1 drops at most this much.")
+@click.option("--tuning-db", type=click.Path(file_okay=False),
+              help="Tuning database directory (tensorrt: keeps its timing cache there).")
+@click.option("--arch", metavar="sm_XX", help="GPU architecture for --target cuda on a machine without that GPU.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]DIMS",
               help="Fix an input's shape, e.g. input=1x1x28x28 (repeatable).")
+@click.option("--nms", default="auto", show_default=True, type=click.Choice(("auto", "host")),
+              help="NonMaxSuppression: in the backend where it can (auto) or always in the runtime (host).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .edgec artifact.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def compile_cmd(model, target, backend, precision, calib, tuning_db, input_shapes, output, as_json) -> None:
+def compile_cmd(model, target, backend, precision, calib, calib_method, calib_samples, max_accuracy_drop, tuning_db,
+                arch, input_shapes, nms, output, as_json) -> None:
     """Compile MODEL (ONNX) for TARGET into one .edgec artifact."""
     from edgec.compiler import compile_model
     from edgec.errors import UnsupportedError
     from edgec.frontend.shapes import parse_input_shapes
+    from edgec.quantize.pipeline import Int8Options
+    from edgec.targets import cuda_target_name
 
-    if calib and precision != "int8":
-        raise EdgecError("--calib is only used with --precision int8")
-    if tuning_db:
+    if (calib or max_accuracy_drop is not None) and precision != "int8":
+        raise EdgecError("--calib and --max-accuracy-drop are only used with --precision int8")
+    int8 = Int8Options(calib, calib_method, calib_samples, max_accuracy_drop)
+    if tuning_db and backend != "tensorrt":
         raise UnsupportedError("--tuning-db: tuning databases are not supported by this edgec version yet")
+    target = cuda_target_name(target, arch)
     shapes = parse_input_shapes(input_shapes)
-    result = compile_model(model, target, output, backend=backend, precision=precision, input_shapes=shapes)
+    result = compile_model(model, target, output, backend=backend, precision=precision, input_shapes=shapes,
+                           int8=int8, tuning_db=tuning_db, nms=nms)
     if as_json:
         _echo_json(result.manifest)
         return
@@ -152,13 +167,29 @@ def compile_cmd(model, target, backend, precision, calib, tuning_db, input_shape
 @click.option("--iters", default=100, show_default=True, type=int)
 @click.option("--batch", type=int, help="Batch size for a symbolic batch dimension (default 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (no progress bar).")
-def bench(artifact, device, warmup, iters, batch, as_json) -> None:
+@click.option("--emulate", is_flag=True,
+              help="Run an aarch64 artifact here under qemu-user (its latency is emulated, not the board's).")
+@click.option("--reference", type=click.Path(dir_okay=False),
+              help="With --emulate: a host build of the same model; fail if outputs differ by more than 1e-4.")
+def bench(artifact, device, warmup, iters, batch, as_json, emulate, reference) -> None:
     """Measure an artifact's latency on random inputs (p50/p90/p99, throughput, peak RSS)."""
     import edgec.runtime as rt
     from edgec.runtime.bench import benchmark
 
     if batch is not None and batch < 1:
         raise EdgecError(f"--batch {batch}: must be >= 1")
+    if reference and not emulate:
+        raise EdgecError("--reference is only used with --emulate")
+    if emulate:
+        from edgec import emulate as emu
+
+        result = emu.bench(artifact, reference, warmup=warmup, iters=iters, batch=batch, device=device)
+        if as_json:
+            _echo_json(result)
+        else:
+            click.echo(emu.summary(result))
+        emu.check(result)  # exit 1 when the outputs differ from --reference's
+        return
     module = rt.load(artifact, device=device)
     with _progress(not as_json, iters, f"bench {Path(artifact).name}") as advance:
         result = benchmark(module, warmup=warmup, iters=iters, batch=batch, progress=advance)
@@ -228,6 +259,9 @@ def inspect(path: str, as_json: bool) -> None:
         console.print(f"TVM target: {json.dumps(m['target'].get('tvm'))}")
         console.print(f"passes: {', '.join(m['passes']) or 'none'}; toolchain: "
                       + ", ".join(f"{k} {v}" for k, v in m["toolchain"].items() if v))
+        for n in (m.get("nms") or {}).get("nodes", []):
+            console.print(f"NMS {n['node']}: runs on {n['runs_on']}, {n['strategy']}"
+                          + (f" ({n['reason']})" if n.get("reason") else ""))
         specs = [("input", i) for i in m["inputs"]] + [("output", o) for o in m["outputs"]]
     else:
         console.print(f"[bold]{path}[/bold]: ONNX ({info['producer'] or 'unknown producer'}), opset "
@@ -243,6 +277,43 @@ def inspect(path: str, as_json: bool) -> None:
         for op, count in info["ops"].items():
             ops.add_row(op, str(count))
         console.print(ops)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--backends", default="tvm,ort", show_default=True,
+              help="TEST,REFERENCE: the backend under test and the one it is compared against.")
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS),
+              help="Precision the model under test is compiled with.")
+@click.option("--reference", type=click.Path(dir_okay=False),
+              help="Compare MODEL against this ONNX file (run on the reference backend) instead of itself.")
+@click.option("--dataset", default="auto", show_default=True,
+              help="digits, random or DATA.npz (auto: digits when the input fits, else random).")
+@click.option("--samples", default=8, show_default=True, type=int, help="Samples to run.")
+@click.option("--atol", default=1e-4, show_default=True, type=float)
+@click.option("--rtol", default=1e-3, show_default=True, type=float)
+@click.option("--min-cosine", default=0.999, show_default=True, type=float,
+              help="Quantized (QDQ/int8) comparisons: a tensor diverges below this cosine similarity.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False),
+              help="Also write compare.json, compare.html and error_by_layer.png here.")
+def compare(model, backends, precision, reference, dataset, samples, atol, rtol, min_cosine, as_json,
+            out_dir) -> None:
+    """Compare every intermediate tensor of MODEL on two backends (or against --reference)."""
+    from edgec.compare import compare as run_compare
+    from edgec.compare.render import summary, write
+
+    backend_list = _split_list(backends, "--backends")
+    for b in backend_list:
+        if b not in BACKENDS:
+            raise EdgecError(f"--backends: unknown backend '{b}'; choose from {', '.join(BACKENDS)}")
+    result = run_compare(model, backend_list, precision, reference, dataset, samples, atol, rtol, min_cosine)
+    if out_dir:
+        write(result, Path(out_dir))
+    if as_json:
+        _echo_json(result.to_json())
+    else:
+        click.echo(summary(result))
 
 
 @cli.group()

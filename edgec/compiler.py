@@ -12,7 +12,7 @@ from pathlib import Path
 from edgec import __version__
 from edgec.backends import CompileOptions, get_backend
 from edgec.frontend.loader import io_spec, load_model
-from edgec.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
+from edgec.passes import DEFAULT_PIPELINE, PassContext, nms_host_split, run_pipeline
 from edgec.quantize.pipeline import Int8Options, quantize_int8
 from edgec.runtime.artifact import write_artifact
 from edgec.targets import resolve_target
@@ -39,11 +39,14 @@ def toolchain_versions() -> dict[str, str | None]:
 
 def compile_model(model_path: str | os.PathLike, target: str, output: str | os.PathLike, backend: str = "tvm",
                   precision: str = "fp32", input_shapes: dict | None = None, passes=DEFAULT_PIPELINE,
-                  tuning_db: str | None = None, int8: Int8Options | None = None) -> CompileResult:
+                  tuning_db: str | None = None, int8: Int8Options | None = None, validate: bool = True,
+                  nms: str = "auto") -> CompileResult:
     """Compile an ONNX file into a `.edgec` artifact at `output` (written atomically).
 
     int8 quantizes the optimized graph to QDQ form here, before the backend, so every backend gets
-    the same calibrated model; fp16 conversion is the backend's own step (each does it its way)."""
+    the same calibrated model; fp16 conversion is the backend's own step (each does it its way).
+    nms "auto" runs NonMaxSuppression in the backend where it can, "host" always in the runtime (numpy).
+    validate checks every graph pass's outputs against the model before it with ONNX Runtime."""
     start = time.perf_counter()
     model_path = str(model_path)
     tgt = resolve_target(target)
@@ -52,12 +55,13 @@ def compile_model(model_path: str | os.PathLike, target: str, output: str | os.P
     chosen.check(tgt, options)
     source_sha = hashlib.sha256(Path(model_path).read_bytes()).hexdigest() if Path(model_path).is_file() else None
     graph = load_model(model_path, input_shapes)
-    graph, records = run_pipeline(graph, passes, PassContext(model_path=model_path))
+    graph, records = run_pipeline(graph, passes, PassContext(model_path=model_path, validate=validate))
     quantization = None
     if precision == "int8":
         graph, quantization = quantize_int8(graph, int8 or Int8Options(), chosen.int8_symmetric_activations)
-    payload = chosen.compile(graph, tgt, options)
     inputs, outputs = io_spec(graph)
+    graph, nms_plan = nms_host_split.plan(graph, chosen, on_host=nms == "host")  # cut out for the runtime
+    payload = chosen.compile(graph, tgt, options)
     manifest = {
         "edgec_version": __version__,
         "backend": chosen.name,
@@ -71,6 +75,9 @@ def compile_model(model_path: str | os.PathLike, target: str, output: str | os.P
         "passes": [r.name for r in records],
         "toolchain": toolchain_versions(),
     }
+    if nms_plan is not None:
+        manifest["nms"] = nms_plan
+        manifest["passes"] += ["nms_host_split"] if nms_plan["host"] else []
     write_artifact(output, manifest, payload.files)
     from edgec.runtime.artifact import read_manifest
 

@@ -12,7 +12,7 @@ import os
 import platform
 from dataclasses import dataclass, field
 
-from edgec.errors import EdgecError, UnsupportedError
+from edgec.errors import EdgecError
 
 # x86 ISA extensions (as /proc/cpuinfo spells them) that decide whether generated code can run.
 X86_ISA_FLAGS = (
@@ -51,10 +51,11 @@ def _physical_cores() -> int:
 
 def host_cpu_flags() -> set[str]:
     """The host's CPU feature flags as /proc/cpuinfo lists them (empty when unreadable)."""
+    key = "Features" if host_arch() == "aarch64" else "flags"  # how Linux names the list on ARM / x86
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
-                if line.startswith("flags"):
+                if line.startswith(key):
                     return set(line.split(":", 1)[1].split())
     except OSError:
         pass
@@ -87,23 +88,125 @@ _NAMED = {
 }
 
 
-# Contract target names this version cannot compile for yet: a clear refusal, not "unknown".
-_NOT_YET = ("aarch64", "aarch64-cortex-a72", "aarch64-cortex-a76", "jetson-orin", "cuda")
+# --- AArch64 Linux boards (issue 8): LLVM cross-compiles, aarch64-linux-gnu-gcc links (tvm_link) ---
+# cpu_features use the names Linux lists under "Features" in the board's /proc/cpuinfo.
+_ARMV8 = ("fp", "asimd")
+_ARMV82 = _ARMV8 + ("fphp", "asimdhp", "asimddp")  # Armv8.2-A half-precision SIMD and dot product
+
+
+def _aarch64(name: str, mcpu: str, mattr: tuple[str, ...], features: tuple[str, ...], cores: int,
+             description: str) -> Target:
+    tvm = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": mcpu, "mattr": list(mattr), "num-cores": cores}
+    return Target(name, "cpu", "aarch64", tvm, features, description)
+
+
+def jetson_orin_cpu(name: str = "jetson-orin-cpu") -> Target:
+    """Jetson Orin's CPU complex (Cortex-A78AE; 8 cores on Orin NX / AGX Orin 32 GB): the CUDA target's host."""
+    return _aarch64(name, "cortex-a78ae", ("+neon", "+fullfp16", "+dotprod"), _ARMV82, 8,
+                    "NVIDIA Jetson Orin CPU cores only (Cortex-A78AE, Armv8.2-A)")
+
+
+_NAMED.update({
+    "aarch64": lambda: _aarch64("aarch64", "generic", ("+neon",), _ARMV8, 4,
+                                "any Armv8-A Linux board with NEON (Raspberry Pi 3/4/5, Jetson, Graviton)"),
+    "aarch64-cortex-a72": lambda: _aarch64("aarch64-cortex-a72", "cortex-a72", ("+neon",), _ARMV8, 4,
+                                           "Cortex-A72 boards (Raspberry Pi 4)"),
+    "aarch64-cortex-a76": lambda: _aarch64("aarch64-cortex-a76", "cortex-a76", ("+neon", "+fullfp16", "+dotprod"),
+                                           _ARMV82, 4, "Cortex-A76 boards (Raspberry Pi 5)"),
+    "jetson-orin-cpu": jetson_orin_cpu,
+})
+# --- end of AArch64 targets ---
+
+
+# --- CUDA GPUs (issues 7 and 10): device "cuda", the SM architecture in the TVM target's "arch" ---
+# Compute capabilities CUDA 12/13 compile for; "sm_90a"-style suffixes name arch-specific features.
+CUDA_ARCHS = ("sm_50", "sm_52", "sm_53", "sm_60", "sm_61", "sm_62", "sm_70", "sm_72", "sm_75", "sm_80", "sm_86",
+              "sm_87", "sm_89", "sm_90", "sm_90a", "sm_100", "sm_100a", "sm_101", "sm_103", "sm_110", "sm_120",
+              "sm_121")
+_X86_HOST = {"kind": "llvm", "mtriple": "x86_64-linux-gnu"}
+
+
+def _cuda(name: str, sm: str, arch: str, host: dict, cpu_features: tuple[str, ...], description: str) -> Target:
+    if sm not in CUDA_ARCHS:
+        raise EdgecError(f"unknown CUDA architecture '{sm}' in target '{name}'; known: {', '.join(CUDA_ARCHS)}")
+    tvm = {"kind": "cuda", "arch": sm, "max_threads_per_block": 1024, "max_num_threads": 1024,
+           "max_shared_memory_per_block": 49152, "thread_warp_size": 32, "host": host}
+    return Target(name, "cuda", arch, tvm, cpu_features, description)
+
+
+def cuda_arch(target: Target) -> str:
+    """The SM architecture ("sm_90") of a CUDA target."""
+    return target.tvm["arch"]
+
+
+def compute_capability(sm: str) -> str:
+    """'sm_90' -> '9.0', 'sm_120' -> '12.0', 'sm_90a' -> '9.0' (what nvidia-smi and TensorRT report)."""
+    digits = sm.removeprefix("sm_").rstrip("abcdefghijklmnopqrstuvwxyz")
+    return f"{digits[:-1]}.{digits[-1]}"
+
+
+def local_cuda_archs() -> list[str]:
+    """SM architectures of this host's NVIDIA GPUs, in device order (empty without a GPU or driver)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return ["sm_" + line.strip().replace(".", "") for line in out.splitlines() if line.strip()]
+
+
+def cuda_target_name(target: str, arch: str | None) -> str:
+    """Apply `edgec compile --arch`: `cuda --arch sm_90` -> `cuda-sm_90`; other combinations are refused."""
+    if arch is None:
+        return target
+    if target == "cuda":
+        return f"cuda-{arch}"
+    if (target == "jetson-orin" and arch == "sm_87") or target == f"cuda-{arch}":
+        return target
+    raise EdgecError(f"--arch {arch} does not apply to target '{target}': use it with --target cuda "
+                     "(jetson-orin is always sm_87, cuda-sm_XX names its own arch)")
+
+
+def _host_cuda_target() -> Target:
+    archs = local_cuda_archs()
+    if not archs:
+        raise EdgecError("target 'cuda' means this host's GPU, but no NVIDIA GPU was found (nvidia-smi lists none); "
+                         "name the architecture: --arch sm_90, or --target cuda-sm_90")
+    host = dict(_X86_HOST) if host_arch() == "x86_64" else {"kind": "llvm", "mtriple": f"{host_arch()}-linux-gnu"}
+    return _cuda("cuda", archs[0], host_arch(), host, (), f"this host's GPU 0 ({archs[0]})")
+
+
+def _sm_target(name: str) -> Target:
+    sm = name.removeprefix("cuda-")
+    return _cuda(name, sm, "x86_64", dict(_X86_HOST), (), f"NVIDIA GPU {sm} on an x86-64 Linux host")
+
+
+def _jetson_orin() -> Target:
+    cpu = jetson_orin_cpu("jetson-orin")
+    return _cuda("jetson-orin", "sm_87", "aarch64", cpu.tvm, cpu.cpu_features,
+                 "NVIDIA Jetson Orin (Ampere GPU sm_87, Cortex-A78AE host)")
+
+
+_NAMED["jetson-orin"] = _jetson_orin
+# --- end of CUDA targets ---
 
 
 def target_names() -> list[str]:
-    return ["cpu", *_NAMED]
+    return ["cpu", *_NAMED, "cuda", "cuda-sm_XX"]
 
 
 def resolve_target(name: str) -> Target:
     """Return the Target for a user-facing name; unknown names fail with the list of known ones."""
     if name == "cpu":
         return _host_cpu_target()
+    if name == "cuda":
+        return _host_cuda_target()
+    if name.startswith("cuda-sm_"):
+        return _sm_target(name)
     if name in _NAMED:
         return _NAMED[name]()
-    if name in _NOT_YET or name.startswith("cuda-sm_"):
-        raise UnsupportedError(f"target '{name}' is not implemented in this edgec version yet; "
-                               f"available targets: {', '.join(target_names())}")
     raise EdgecError(f"unknown target '{name}'; known targets: {', '.join(target_names())}")
 
 

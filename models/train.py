@@ -11,11 +11,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from models import data
 from models.registry import ZooEntry, get
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SEED = 0
-TRAIN_THREADS = 2  # fixed, so the float reduction order (and so the weights) does not depend on the host
+TRAIN_THREADS = 1  # fixed, so the float reduction order (and so the weights) does not depend on the host or its load
 
 
 def architecture_key(model: nn.Module) -> str:
@@ -33,6 +34,7 @@ def predict(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarra
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy over axis 1 (for per-pixel scores N x C x H x W: pixel accuracy)."""
     return float((logits.argmax(axis=1) == labels).mean())
 
 
@@ -71,9 +73,10 @@ def train(entry: ZooEntry, log=print) -> tuple[nn.Module, dict]:
         torch.use_deterministic_algorithms(False)
         torch.set_num_threads(threads)
     model.eval()
+    test_scores = predict(model, split.x_test)
     metrics = {
         "name": entry.name,
-        "test_accuracy": accuracy(predict(model, split.x_test), split.y_test),
+        "test_accuracy": accuracy(test_scores, split.y_test),
         "train_accuracy": accuracy(predict(model, split.x_train), split.y_train),
         "n_train": int(len(split.x_train)),
         "n_test": int(len(split.x_test)),
@@ -82,6 +85,8 @@ def train(entry: ZooEntry, log=print) -> tuple[nn.Module, dict]:
         "architecture": architecture_key(model),
         "torch_version": torch.__version__,
     }
+    if entry.task == "segmentation":
+        metrics["test_miou"] = data.mean_iou(test_scores, split.y_test, split.num_classes)
     return model, metrics
 
 
@@ -104,7 +109,7 @@ def load_trained(name: str, retrain: bool = False, log=print) -> nn.Module:
     if not retrain and metrics and weights_path.exists() and metrics["architecture"] == architecture_key(model):
         model.load_state_dict(torch.load(weights_path, weights_only=True))
         return model.eval()
-    model, metrics = train(entry, log=log)
+    model, metrics = (entry.fit or train)(entry, log=log)
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), weights_path)
     metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")

@@ -152,7 +152,8 @@ def test_optimize_writes_model_and_records(tmp_path, lenet_onnx):
 @pytest.mark.parametrize("args, expected", [
     (("compile", "missing.onnx", "--target", "cpu", "-o", "x.edgec"), "edgec: error: missing.onnx: no such file"),
     (("compile", "LENET", "--target", "cpux", "-o", "x.edgec"),
-     "edgec: error: unknown target 'cpux'; known targets: cpu, x86-64-avx2, x86-64-avx512"),
+     "edgec: error: unknown target 'cpux'; known targets: cpu, x86-64-avx2, x86-64-avx512, aarch64, "
+     "aarch64-cortex-a72, aarch64-cortex-a76, jetson-orin-cpu, jetson-orin, cuda, cuda-sm_XX"),
     (("compile", "LENET", "--target", "cpu", "--precision", "fp8", "-o", "x.edgec"),
      "edgec: error: Invalid value for '--precision': 'fp8' is not one of 'fp32', 'fp16', 'int8'. (see --help)"),
     (("compile", "LENET", "--target", "cpu", "--input-shape", "input=1xAx28", "-o", "x.edgec"),
@@ -160,7 +161,7 @@ def test_optimize_writes_model_and_records(tmp_path, lenet_onnx):
     (("compile", "LENET", "--target", "cpu", "--input-shape", "image=1x1x28x28", "-o", "x.edgec"),
      "edgec: error: LENET: --input-shape names 'image', but the model's inputs are input"),
     (("compile", "LENET", "--target", "cpu", "--precision", "int8", "-o", "x.edgec"),
-     "edgec: error: backend 'tvm' does not support precision 'int8' yet (it supports fp32)"),
+     "edgec: error: backend 'tvm' does not support precision 'int8' yet (it supports fp32, fp16)"),
     (("bench", "missing.edgec"), "edgec: error: missing.edgec: no such artifact file (create one with `edgec compile`)"),
     (("export", "nosuchmodel", "-o", "x.onnx"),
      "edgec: error: unknown zoo model 'nosuchmodel'; known: ZOO; or pass MODULE:CALLABLE returning a torch.nn.Module"),

@@ -70,12 +70,10 @@ def test_tuning_db_still_refused_for_other_backends(tmp_path):
     assert proc.stderr.startswith("edgec: error: --tuning-db: tuning databases are not supported")
 
 
-def test_tensorrt_backend_refuses_cpu_targets_and_tvm_refuses_cuda():
+def test_tensorrt_backend_refuses_cpu_targets():
     with pytest.raises(UnsupportedError, match=r"^backend 'tensorrt' cannot compile for target 'x86-64-avx2' "
                                                r"\(device cpu\); it targets cuda$"):
         get_backend("tensorrt").check(resolve_target("x86-64-avx2"), CompileOptions())
-    with pytest.raises(UnsupportedError, match=r"^backend 'tvm' cannot compile for target 'cuda-sm_90'"):
-        get_backend("tvm").check(resolve_target("cuda-sm_90"), CompileOptions())
 
 
 # --- CUDA targets ---------------------------------------------------------------------------------

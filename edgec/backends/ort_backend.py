@@ -29,7 +29,9 @@ class OrtBackend(Backend):
             model = to_fp16(model)
         data = model.SerializeToString(deterministic=True)
         try:  # build a session now, so an unsupported op fails at compile time, not on the board
-            ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+            quiet = ort.SessionOptions()
+            quiet.log_severity_level = 4  # fatal only: the failure below is the one message the user sees
+            ort.InferenceSession(data, quiet, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented types
             message = " ".join(str(e).split())
             raise EdgecError(f"{options.model_path}: ONNX Runtime cannot load the model: {message}") from None
@@ -38,6 +40,11 @@ class OrtBackend(Backend):
 
     def required_cpu_features(self, target: Target) -> tuple[str, ...]:
         return ()  # ONNX Runtime picks its kernels for the executing CPU at run time
+
+    nms_strategy = "onnxruntime NonMaxSuppression kernel"
+
+    def nms_unsupported(self, model: onnx.ModelProto, node: onnx.NodeProto) -> str | None:
+        return None
 
 
 BACKEND = OrtBackend()

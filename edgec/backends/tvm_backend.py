@@ -7,21 +7,42 @@ import tempfile
 
 import onnx
 
+from edgec.backends import tvm_link, tvm_pipeline
 from edgec.backends.base import Backend, CompileOptions, Payload
 from edgec.errors import EdgecError, InternalError, UnsupportedError
 from edgec.frontend.loader import graph_inputs, node_label
+from edgec.passes import PassContext, lower_rnn
 from edgec.targets import Target
 
 os.environ.setdefault("TVM_FFI_DISABLE_TORCH_C_DLPACK", "1")
 
 
 class TvmBackend(Backend):
+    """CPU (x86-64, aarch64 cross) with edgec's schedule rules; CUDA (incl. Jetson) with dlight, fp32/fp16."""
+
     name = "tvm"
+    precisions = ("fp32", "fp16")
+    devices = ("cpu", "cuda")
+    nms_strategy = "relax.vision.all_class_non_max_suppression (rows trimmed to the valid count)"
+
+    def nms_unsupported(self, model: onnx.ModelProto, node: onnx.NodeProto) -> str | None:
+        return nms_unsupported(model, node)
+
+    def check(self, target: Target, options: CompileOptions) -> None:
+        super().check(target, options)
+        if options.precision == "fp16" and target.device != "cuda":
+            raise UnsupportedError(f"backend 'tvm' compiles fp16 for CUDA targets only; for target '{target.name}' "
+                                   "use fp32, or --backend ort --precision fp16")
 
     def compile(self, model: onnx.ModelProto, target: Target, options: CompileOptions) -> Payload:
         import tvm
         from tvm.relax.frontend.onnx import from_onnx
 
+        link_options = tvm_link.export_options(target)  # first: a missing cross linker fails before the slow work
+        lowered = []
+        if lower_rnn.has_recurrent_ops(model):  # TVM's importer has no RNN/GRU/LSTM converter
+            model = lower_rnn.run(model, PassContext(model_path=options.model_path))
+            lowered.append("lower_rnn")
         check_ops_supported(model, options.model_path)
         dtypes = {v.name: onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
                   for v in graph_inputs(model)}
@@ -31,16 +52,30 @@ class TvmBackend(Backend):
             raise EdgecError(f"{options.model_path}: TVM could not import the model: {_error_summary(e)}; "
                              "try --backend ort") from None
         try:
-            executable = tvm.compile(mod, target=tvm.target.Target(target.tvm))
+            executable = tvm.compile(mod, target=tvm.target.Target(target.tvm),
+                                     relax_pipeline=tvm_pipeline.relax_pipeline(target, options))
             with tempfile.TemporaryDirectory(prefix="edgec-tvm-") as tmp:
                 lib_path = os.path.join(tmp, "model.so")
-                executable.export_library(lib_path)
+                executable.export_library(lib_path, **link_options)
                 with open(lib_path, "rb") as f:
                     library = f.read()
         except Exception as e:
             raise InternalError(f"{options.model_path}: TVM failed to compile for target '{target.name}': "
                                 f"{_error_summary(e)}") from None
-        return Payload({"model.so": library}, {"entry": "main", "executor": "relax.vm"})
+        return Payload({"model.so": library}, {"entry": "main", "executor": "relax.vm", "lowered": lowered})
+
+
+def nms_unsupported(model: onnx.ModelProto, node: onnx.NodeProto) -> str | None:
+    """TVM's importer reads max_output_boxes_per_class / iou_threshold / score_threshold only as constants
+    (anything else silently becomes 0 / 0.5 / 0.0), and types its output with the padded row count
+    B * C * N while the kernel returns the valid rows: right for a graph output, wrong for a consumer."""
+    from edgec.passes.nms_host_split import constant_inputs, only_graph_output
+
+    consts = constant_inputs(model)
+    for i, what in ((2, "max_output_boxes_per_class"), (3, "iou_threshold"), (4, "score_threshold")):
+        if len(node.input) <= i or node.input[i] not in consts:
+            return f"TVM's NMS importer needs {what} as a constant input"
+    return only_graph_output(model, node)
 
 
 def check_ops_supported(model: onnx.ModelProto, model_path: str) -> None:

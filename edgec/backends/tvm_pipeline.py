@@ -1,11 +1,75 @@
-"""The Relax compilation pipeline the TVM backend uses for a target."""
+"""The Relax compilation pipeline the TVM backend uses for a target.
+
+CPU (`llvm` targets), in order:
+1. Relax rewrites that give the heavy ops GEMM shape: Clip kernels lifted back to Relax ops
+   (`tvm_rewrites.lift_clip`), then conv2d converted to NHWC activations with HWIO weights
+   (`ConvertLayout`): output channels become the unit-stride axis of both the output and the
+   weights, so one output-channel vector is one contiguous weight load times one broadcast input.
+   Weight transposes are constants and fold away in numpy (`fold_constant_moves`); elementwise ops
+   and pooling follow the layout.
+2. TVM's CPU legalization and fusion (LegalizeOps, FuseOps, FuseTIR): bias, folded BatchNorm,
+   ReLU/Clip and residual adds end up in the conv/matmul kernel as epilogue blocks. Constant
+   kernels are evaluated with one build for the whole model (`fold_constant_calls`), not Relax
+   FoldConstant's one build per weight shape.
+3. edgec's schedule rules (`tvm_schedules.cpu_rules`) on every PrimFunc; a function no rule
+   takes keeps TVM's default lowering. The Gemm rule repacks constant weights into the panels
+   its micro-kernel streams; SplitLayoutRewritePreproc turns each repack into its own call, which
+   is folded into a new constant.
+4. TVM's CPU dataflow lowering and finalization, as in `relax.backend.cpu_generic`.
+Other targets use TVM's default pipeline.
+"""
 
 from __future__ import annotations
 
 from edgec.backends.base import CompileOptions
 from edgec.targets import Target
 
+# conv2d_transpose is pinned to NCHW: ConvertLayout would otherwise carry NHWC into it, and TVM 0.27
+# has no legalization for an NHWC conv2d_transpose (the FCN's upsampling failed at VM codegen).
+CONV2D_LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"], "relax.nn.conv2d_transpose": ["NCHW", "IOHW"]}
+
 
 def relax_pipeline(target: Target, options: CompileOptions):
-    """TVM's default pipeline for the target's kind (legalize, fuse, lower; no schedules yet)."""
-    return "default"
+    """What `tvm.compile(..., relax_pipeline=...)` takes for `target`."""
+    import tvm
+
+    from edgec.backends.tvm_determinism import canonical_shape_funcs
+
+    tvm_target = tvm.target.Target(target.tvm)
+    if tvm_target.kind.name == "cuda":
+        from edgec.backends import tvm_cuda
+
+        return tvm.transform.Sequential([tvm_cuda.relax_pipeline(target, options), canonical_shape_funcs()])
+    return tvm.transform.Sequential([cpu_pipeline(tvm_target), canonical_shape_funcs()])
+
+
+def cpu_pipeline(tvm_target):
+    """edgec's CPU pipeline as one module pass (rewrites, legalize + fuse, schedule rules, lowering)."""
+    import tvm
+    from tvm import relax
+    from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
+    from tvm.s_tir import dlight
+
+    from edgec.backends.tvm_rewrites.fold_constant_calls import fold_constant_calls
+    from edgec.backends.tvm_rewrites.fold_constant_moves import fold_constant_moves
+    from edgec.backends.tvm_rewrites.lift_clip import lift_clip
+    from edgec.backends.tvm_schedules import cpu_rules
+
+    @tvm.transform.module_pass(opt_level=0, name="edgec.CpuPipeline")
+    def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        with tvm_target:
+            passes = [lift_clip, relax.transform.ConvertLayout(CONV2D_LAYOUT), fold_constant_moves]
+            passes += cpu_generic.library_dispatch_passes(tvm_target)
+            passes += [relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
+                       fold_constant_calls,  # weight transposes from ConvertLayout, in one build
+                       relax.transform.FoldConstant(),
+                       relax.transform.FuseOps(), relax.transform.FuseTIR(),
+                       relax.transform.AttachAttrLayoutFreeBuffers(),
+                       dlight.ApplyDefaultSchedule(*cpu_rules()),
+                       relax.transform.SplitLayoutRewritePreproc(),  # weight repacks become their own calls
+                       fold_constant_calls]  # ... evaluated now on the constant weights
+            passes += cpu_generic.dataflow_lower_passes(tvm_target)
+            passes += cpu_generic.finalize_passes(tvm_target)
+            return tvm.transform.Sequential(passes)(mod)
+
+    return _pipeline

@@ -31,7 +31,12 @@ def resolve_exportable(spec: str) -> tuple[object, tuple[int, ...] | None, tuple
         raise EdgecError(f"cannot load '{spec}': {e}") from None
     import torch
 
-    net = factory() if not isinstance(factory, torch.nn.Module) else factory
+    if not isinstance(factory, torch.nn.Module) and not callable(factory):
+        raise EdgecError(f"'{spec}' is a {type(factory).__name__}, not a callable returning a torch.nn.Module")
+    try:
+        net = factory() if not isinstance(factory, torch.nn.Module) else factory
+    except Exception as e:  # the user's own code failed
+        raise EdgecError(f"'{spec}' raised {type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
     if not isinstance(net, torch.nn.Module):
         raise EdgecError(f"'{spec}' returned {type(net).__name__}, expected a torch.nn.Module")
     shape = getattr(net, "input_shape", None)
@@ -47,6 +52,8 @@ def export_onnx(net, input_shape: tuple[int, ...], path: str | os.PathLike, opse
         raise EdgecError(f"--opset {opset}: supported opsets are 7..23")
     example = torch.zeros(input_shape, dtype=torch.float32)
     axes = {name: {0: "batch"} for name in ("input", *output_names)} if dynamic_batch else None
+    if axes is not None:  # outputs whose first axis is not the batch (e.g. NMS rows) say so on the module
+        axes.update(getattr(net, "onnx_dynamic_axes", {}))
     path = Path(path)
 
     def write(tmp: str) -> None:

@@ -35,5 +35,5 @@ def summarize_model(path: str | os.PathLike) -> dict:
 def summarize_artifact(path: str | os.PathLike) -> dict:
     from edgec.runtime.artifact import read_manifest
 
-    return {"kind": "artifact", "path": str(path), "size_bytes": os.path.getsize(path),
-            "manifest": read_manifest(path)}
+    manifest = read_manifest(path)  # first: it names a missing or broken file properly
+    return {"kind": "artifact", "path": str(path), "size_bytes": os.path.getsize(path), "manifest": manifest}

@@ -14,6 +14,7 @@ from google.protobuf.message import DecodeError
 from edgec.errors import EdgecError
 
 MAX_MODEL_BYTES = 2 << 30  # protobuf's own limit; larger models need external data
+MAX_INPUT_ELEMENTS = (1 << 31) - 1  # int32 indexing in the backends' kernels
 KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "ai.onnx.preview.training"}
 _DTYPES = {
     onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.DOUBLE: "float64",
@@ -22,11 +23,18 @@ _DTYPES = {
 }
 
 
+def printable(text: str | bytes) -> str:
+    """A protobuf string field safe to print; protobuf hands back bytes when a field is not valid UTF-8."""
+    if isinstance(text, bytes):
+        return text.decode("utf-8", "backslashreplace")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def node_label(node: onnx.NodeProto, index: int | None = None) -> str:
     """How errors name a node: its name (or index) and op, with the domain when not the default."""
-    name = node.name or (f"#{index}" if index is not None else "<unnamed>")
-    domain = f", domain '{node.domain}'" if node.domain not in ("", "ai.onnx") else ""
-    return f"node '{name}' (op {node.op_type}{domain})"
+    name = printable(node.name) or (f"#{index}" if index is not None else "<unnamed>")
+    domain = f", domain '{printable(node.domain)}'" if node.domain not in ("", "ai.onnx") else ""
+    return f"node '{name}' (op {printable(node.op_type)}{domain})"
 
 
 def load_model(path: str | os.PathLike, input_shapes: dict | None = None) -> onnx.ModelProto:
@@ -43,7 +51,14 @@ def load_model(path: str | os.PathLike, input_shapes: dict | None = None) -> onn
         raise EdgecError(f"{path}: {size} bytes exceeds protobuf's 2 GiB limit; save the weights as ONNX "
                          "external data (onnx.save(..., save_as_external_data=True))")
     try:
-        model = onnx.load_model(str(path), load_external_data=False)
+        data = path.read_bytes()
+    except OSError as e:
+        raise EdgecError(f"{path}: cannot read the file ({e.strerror or e})") from None
+    if data.startswith(b"PK\x03\x04"):
+        raise EdgecError(f"{path}: is a zip file (an .edgec artifact?), not an ONNX model; pass the .onnx "
+                         "file, or use `edgec bench`/`edgec inspect` on a .edgec artifact")
+    try:
+        model = onnx.load_model_from_string(data)  # external data: below, after checking where it points
     except (DecodeError, RuntimeWarning, ValueError, UnicodeDecodeError) as e:
         raise EdgecError(f"{path}: not a valid ONNX model (protobuf parse failed: {e}); "
                          "the file may be truncated or not ONNX") from None
@@ -53,6 +68,7 @@ def load_model(path: str | os.PathLike, input_shapes: dict | None = None) -> onn
     check_model(model, path)
     if input_shapes:
         model = override_input_shapes(model, input_shapes, path)
+    check_input_sizes(model, path)
     return infer_shapes(model, path)
 
 
@@ -64,13 +80,18 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
         return
     base = path.parent
     for tensor in external:
+        name = printable(tensor.name)
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        target = (base / location).resolve()
-        if not location or base.resolve() not in target.parents:
-            raise EdgecError(f"{path}: initializer '{tensor.name}' points at external data {location!r} outside "
-                             "the model's directory; refusing it")
-        if not target.is_file():
-            raise EdgecError(f"{path}: initializer '{tensor.name}' needs external data file '{location}', "
+        try:
+            target = (base / location).resolve()
+            exists = target.is_file()
+        except (TypeError, ValueError, OSError):  # bytes (not UTF-8), NUL, names too long, symlink loops
+            target, exists = None, False
+        if not location or target is None or base.resolve() not in target.parents:
+            raise EdgecError(f"{path}: initializer '{name}' points at external data {printable(location)!r} "
+                             "outside the model's directory; refusing it")
+        if not exists:
+            raise EdgecError(f"{path}: initializer '{name}' needs external data file '{location}', "
                              f"which is missing; put it next to {path.name}")
     try:
         load_external_data_for_model(model, str(base))
@@ -82,6 +103,9 @@ def check_model(model: onnx.ModelProto, path: str | os.PathLike) -> None:
     """ONNX checker plus op/domain checks that name the offending node."""
     opsets = {o.domain: o.version for o in model.opset_import}
     for i, node in enumerate(model.graph.node):
+        if not isinstance(node.op_type, str) or not isinstance(node.domain, str):
+            raise EdgecError(f"{path}: {node_label(node, i)} has an op type or domain that is not valid UTF-8; "
+                             "the file is corrupt, export the model again")
         domain = node.domain or ""
         if domain not in KNOWN_DOMAINS and domain not in opsets:
             raise EdgecError(f"{path}: {node_label(node, i)} uses domain '{domain}', which the model does not "
@@ -92,8 +116,8 @@ def check_model(model: onnx.ModelProto, path: str | os.PathLike) -> None:
         if domain in ("", "ai.onnx"):
             version = opsets.get("", opsets.get("ai.onnx", 0))
             if not onnx.defs.has(node.op_type, ""):
-                raise EdgecError(f"{path}: {node_label(node, i)} is not an ONNX operator; check the op name or "
-                                 "export the model with standard ops")
+                raise EdgecError(f"{path}: {node_label(node, i)} is not an operator of the standard ONNX domain "
+                                 "'ai.onnx'; check the op name or export the model with standard ops")
             try:
                 onnx.defs.get_schema(node.op_type, version, "")
             except onnx.defs.SchemaError:
@@ -103,7 +127,10 @@ def check_model(model: onnx.ModelProto, path: str | os.PathLike) -> None:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:
         first = str(e).strip().splitlines()[0]
-        raise EdgecError(f"{path}: invalid ONNX model: {first}") from None
+        raise EdgecError(f"{path}: invalid ONNX model: {printable(first)}") from None
+    except UnicodeDecodeError:  # the checker's message quotes a name that is not UTF-8
+        raise EdgecError(f"{path}: invalid ONNX model: a name or string attribute is not valid UTF-8; "
+                         "the file is corrupt, export the model again") from None
 
 
 def override_input_shapes(model: onnx.ModelProto, shapes: dict, path: str | os.PathLike) -> onnx.ModelProto:
@@ -133,12 +160,31 @@ def override_input_shapes(model: onnx.ModelProto, shapes: dict, path: str | os.P
     return model
 
 
+def check_input_sizes(model: onnx.ModelProto, path: str | os.PathLike) -> None:
+    """Refuse negative dims and inputs whose static dims multiply past MAX_INPUT_ELEMENTS (often a typo)."""
+    for value in graph_inputs(model):
+        dims = [d for d in dims_of(value) if isinstance(d, int)]
+        if any(d < 0 for d in dims):
+            raise EdgecError(f"{path}: input '{printable(value.name)}' has a negative dimension "
+                             f"({'x'.join(map(str, dims_of(value)))}); fix the model or pass --input-shape")
+        elements = 1
+        for d in dims:
+            elements *= d
+        if elements > MAX_INPUT_ELEMENTS:
+            raise EdgecError(f"{path}: input '{printable(value.name)}' has shape "
+                             f"{'x'.join(map(str, dims_of(value)))} ({elements} elements); edgec supports at most "
+                             f"{MAX_INPUT_ELEMENTS} elements per input, check --input-shape")
+
+
 def infer_shapes(model: onnx.ModelProto, path: str | os.PathLike) -> onnx.ModelProto:
     """Strict ONNX shape inference; a failure names the node and shape that do not fit."""
     try:
         return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as e:
-        message = " ".join(str(e).split())
+    except UnicodeDecodeError:  # the inference error quotes a name that is not UTF-8
+        raise EdgecError(f"{path}: shape inference failed on a name or string that is not valid UTF-8; the file "
+                         "is corrupt, export the model again") from None
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError, ValueError) as e:
+        message = printable(" ".join(str(e).split()))
         raise EdgecError(f"{path}: shape inference failed: {message}; check --input-shape against what the "
                          "model expects") from None
 

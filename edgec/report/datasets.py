@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgec.errors import EdgecError, UnsupportedError
+from edgec.errors import EdgecError
 
 
 @dataclass
@@ -15,6 +15,7 @@ class Dataset:
     name: str
     x: np.ndarray
     y: np.ndarray | None
+    targets: tuple | None = None  # detection ground truth: (boxes per image, labels per image, num_classes)
 
 
 def _input_dims(onnx_path: Path) -> list:
@@ -58,5 +59,12 @@ def load_dataset(spec: str, onnx_path: Path, zoo_entry=None, samples: int = 8) -
         except (OSError, ValueError) as e:
             raise EdgecError(f"{spec}: not a readable .npz file ({e})") from None
     if spec == "shapes":
-        raise UnsupportedError("dataset 'shapes' (detection) is not available in this edgec version yet")
+        from models import shapes
+
+        test = shapes.part("test")
+        dims = _input_dims(onnx_path)
+        if list(dims[1:]) != list(test.x.shape[1:]):
+            raise EdgecError(f"{onnx_path}: --dataset shapes has {'x'.join(map(str, test.x.shape[1:]))} images, the "
+                             f"model takes {'x'.join(map(str, dims))}; pass --dataset DATA.npz")
+        return Dataset("shapes", test.x, None, (test.boxes, test.labels, len(shapes.CLASSES)))
     raise EdgecError(f"unknown dataset '{spec}'; use digits, random or a DATA.npz file")

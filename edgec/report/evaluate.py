@@ -30,6 +30,7 @@ class Subject:
     reference: Callable[[np.ndarray], np.ndarray]
     input_name: str
     zoo_entry: object = None
+    outputs: Callable[[np.ndarray], list[np.ndarray]] | None = None  # every output (detectors)
 
 
 def prepare_subject(model: str, out_dir: Path) -> Subject:
@@ -54,7 +55,12 @@ def prepare_subject(model: str, out_dir: Path) -> Subject:
         out = net(torch.from_numpy(x))
         return (out[0] if isinstance(out, (tuple, list)) else out).numpy()
 
-    return Subject(model, onnx_path, "pytorch", reference, "input", entry)
+    @torch.no_grad()
+    def outputs(x: np.ndarray) -> list[np.ndarray]:
+        out = net(torch.from_numpy(x))
+        return [o.numpy() for o in out] if isinstance(out, (tuple, list)) else [out.numpy()]
+
+    return Subject(model, onnx_path, "pytorch", reference, "input", entry, outputs)
 
 
 def _onnx_subject(path: Path) -> Subject:
@@ -68,7 +74,8 @@ def _onnx_subject(path: Path) -> Subject:
         raise EdgecError(f"{path}: reports need a single-input model; this one has {len(inputs)} inputs")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = inputs[0].name
-    return Subject(path.stem, path, "onnxruntime", lambda x: session.run(None, {name: x})[0], name)
+    return Subject(path.stem, path, "onnxruntime", lambda x: session.run(None, {name: x})[0], name,
+                   outputs=lambda x: session.run(None, {name: x}))
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
@@ -106,9 +113,12 @@ def evaluate(model: str, targets, precisions, dataset: str, out_dir: Path, backe
     from edgec.compiler import compile_model
 
     say = progress or (lambda message: None)
-    out_dir.mkdir(parents=True, exist_ok=True)
     subject = prepare_subject(model, out_dir)
     data = load_dataset(dataset, subject.onnx_path, subject.zoo_entry)
+    if data.targets is not None:  # boxes: mAP rows (edgec/report/detection.py)
+        from edgec.report import detection
+
+        return detection.evaluate(subject, data, targets, precisions, backends, out_dir, warmup, iters, say)
     say(f"reference ({subject.framework}) on {len(data.x)} samples")
     ref = np.concatenate([subject.reference(data.x[i:i + 256]) for i in range(0, len(data.x), 256)])
     ref_acc = accuracy(ref, data.y)

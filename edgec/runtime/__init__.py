@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 
-from edgec.errors import EdgecError
+from edgec.errors import EdgecError, InternalError
 from edgec.runtime.artifact import ArtifactError, read_artifact
 from edgec.runtime.executors import open_executor
 from edgec.targets import host_arch, missing_cpu_features
@@ -24,7 +24,7 @@ __all__ = ["load", "Module", "InputError", "ArtifactError"]
 
 
 class InputError(EdgecError, ValueError):
-    """Inputs given to `Module.run` do not match the artifact's input specification."""
+    """An argument the runtime cannot accept: inputs that do not match the artifact's spec, or a bad device."""
 
 
 def _fmt_spec(name: str, shape, dtype: str) -> str:
@@ -56,7 +56,15 @@ class Module:
         """Run on {input name: array}; returns {output name: array} in manifest order."""
         arrays = self._validate(feeds)
         with self._lock:
-            results = self._executor(arrays)
+            try:
+                results = self._executor(arrays)
+            except Exception as e:  # the backend's own error types (TVMError, onnxruntime Fail, ...)
+                detail = " ".join(str(e).split())[:500] or type(e).__name__
+                raise InternalError(f"{self.path}: the {self.backend} backend failed running validated inputs "
+                                    f"({detail})") from e
+        if len(results) != len(self.outputs):
+            raise ArtifactError(f"{self.path}: the {self.backend} backend returned {len(results)} outputs but the "
+                                f"manifest lists {len(self.outputs)}; recompile the artifact with `edgec compile`")
         return {name: np.asarray(r) for (name, _, _), r in zip(self.outputs, results)}
 
     def __call__(self, *arrays) -> list[np.ndarray]:
@@ -104,17 +112,37 @@ def _shape_matches(spec, shape, symbols: dict[str, int]) -> bool:
     return True
 
 
+def parse_device(device) -> tuple[str, int]:
+    """'cpu' -> ('cpu', 0), 'cuda:1' -> ('cuda', 1); anything else raises InputError."""
+    kind, sep, index = str(device).partition(":")
+    if kind not in ("cpu", "cuda") or (sep and not (index.isascii() and index.isdigit())):
+        raise InputError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
+    return kind, int(index or 0)
+
+
 def load(path: str | os.PathLike, device: str = "cpu") -> Module:
     """Verify and load an artifact for `device` ("cpu", "cuda" or "cuda:N")."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"load() takes the path of an .edgec artifact (str or os.PathLike), got {type(path).__name__}")
+    parse_device(device)
     manifest, files = read_artifact(path)
     target = manifest["target"]
     arch = host_arch()
     if target.get("arch") not in (None, arch):
         raise ArtifactError(f"{path}: compiled for {target['arch']} (target '{target['name']}') but this host is "
                             f"{arch}; compile for this host with `edgec compile ... --target cpu`")
+    kind = device.partition(":")[0]
+    if target.get("device") != kind and not (target.get("device") == "cuda" and manifest["backend"] == "tensorrt"):
+        raise InputError(f"{path}: compiled for {target.get('device')} (target '{target['name']}'); load it with "
+                            f"device='{target.get('device')}'" + (" on a machine with an NVIDIA GPU"
+                                                                 if target.get("device") == "cuda" else ""))
     if target.get("device") == "cpu":
         missing = missing_cpu_features(target.get("cpu_features", []))
         if missing:
             raise ArtifactError(f"{path}: compiled for target '{target['name']}', which needs CPU features this "
                                 f"host lacks ({', '.join(missing)}); recompile with `--target cpu`")
-    return Module(str(path), manifest, open_executor(manifest, files, device), device)
+    try:
+        executor = open_executor(manifest, files, device)
+    except ArtifactError as e:
+        raise ArtifactError(f"{path}: {e}") from None
+    return Module(str(path), manifest, executor, device)

@@ -16,6 +16,7 @@ import re
 import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 from edgec.errors import EdgecError
@@ -24,7 +25,10 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-MAX_ARTIFACT_BYTES = 4 << 30
+MAX_ARTIFACT_BYTES = 4 << 30  # also the cap on the sum of the entries' uncompressed sizes
+MAX_ENTRIES = 64
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+DTYPES = ("float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool")
 
 
 class ArtifactError(EdgecError):
@@ -40,17 +44,30 @@ def canonical_json(obj) -> bytes:
 
 
 def write_atomic(path: str | os.PathLike, write) -> None:
-    """Call `write(tmp_path)` then rename onto `path`; on any failure remove the temporary file."""
+    """Call `write(tmp_path)` then rename onto `path`. On any failure remove the temporary file and the
+    directories made for it; an OSError (no space, not a directory, no permission) becomes an EdgecError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
+    blocker = next((d for d in path.parents if d.exists() and not d.is_dir()), None)
+    if blocker is not None:
+        raise EdgecError(f"{path}: cannot write the output ({blocker} is a file, not a directory); "
+                         "choose another -o path")
+    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        os.close(fd)
         write(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        for d in made:  # innermost first
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        if isinstance(e, OSError):
+            raise EdgecError(f"{path}: cannot write the output ({e.strerror or e}); choose another -o path") from e
         raise
 
 
@@ -89,9 +106,10 @@ def read_artifact(path: str | os.PathLike) -> tuple[dict, dict[str, bytes]]:
             _check_entries(path, infos)
             blobs = {info.filename: zf.read(info) for info in infos}
     except zipfile.BadZipFile as e:
-        raise ArtifactError(f"{path}: not an edgec artifact (not a valid zip: {e}); "
-                            "recompile it with `edgec compile`") from None
-    except (zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+        raise ArtifactError(f"{path}: not an edgec artifact (not a valid zip: {e}; truncated, or not an .edgec "
+                            "file); recompile it with `edgec compile`") from None
+    except (zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError,
+            zlib.error) as e:  # RuntimeError: encrypted entry; zlib.error: corrupt deflate stream
         raise ArtifactError(f"{path}: unreadable artifact ({e}); recompile it with `edgec compile`") from None
     if MANIFEST not in blobs:
         raise ArtifactError(f"{path}: no {MANIFEST} inside; not an edgec artifact")
@@ -116,6 +134,12 @@ def read_manifest(path: str | os.PathLike) -> dict:
 
 
 def _check_entries(path: Path, infos: list[zipfile.ZipInfo]) -> None:
+    if len(infos) > MAX_ENTRIES:
+        raise ArtifactError(f"{path}: {len(infos)} entries (an artifact holds at most {MAX_ENTRIES}); "
+                            "not an edgec artifact")
+    if sum(info.file_size for info in infos) > MAX_ARTIFACT_BYTES:
+        raise ArtifactError(f"{path}: entries claim more than {MAX_ARTIFACT_BYTES} bytes uncompressed; "
+                            "refusing it")
     seen = set()
     for info in infos:
         name = info.filename
@@ -126,25 +150,74 @@ def _check_entries(path: Path, infos: list[zipfile.ZipInfo]) -> None:
             raise ArtifactError(f"{path}: entry name {name!r} is not a plain file name "
                                 "(path traversal or directories are refused)")
         mode = info.external_attr >> 16
-        if info.create_system == 3 and mode and not stat.S_ISREG(mode):
+        if info.create_system == 3 and stat.S_IFMT(mode) not in (0, stat.S_IFREG):
             raise ArtifactError(f"{path}: entry '{name}' is not a regular file (symlinks are refused)")
-        if info.file_size > MAX_ARTIFACT_BYTES:
-            raise ArtifactError(f"{path}: entry '{name}' claims {info.file_size} bytes; refusing it")
 
 
 def _parse_manifest(path: Path, data: bytes) -> dict:
     try:
         manifest = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ArtifactError(f"{path}: {MANIFEST} is not valid JSON ({e})") from None
     if not isinstance(manifest, dict):
         raise ArtifactError(f"{path}: {MANIFEST} must be a JSON object")
     version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise ArtifactError(f"{path}: unknown artifact schema_version {version!r}; this edgec reads "
                             f"schema_version {SCHEMA_VERSION}. Recompile the model with this edgec, or "
                             "install the edgec version that wrote it")
     for key, kind in (("backend", str), ("files", dict), ("inputs", list), ("outputs", list), ("target", dict)):
         if not isinstance(manifest.get(key), kind):
             raise ArtifactError(f"{path}: {MANIFEST} lacks a valid '{key}' field")
+    for name, digest in manifest["files"].items():
+        if not _SAFE_NAME.match(name) or name == MANIFEST or not isinstance(digest, str) or not _SHA256.match(digest):
+            raise ArtifactError(f"{path}: {MANIFEST} 'files' entry {name!r} is not a payload name with a sha256")
+    if not manifest["outputs"]:
+        raise ArtifactError(f"{path}: {MANIFEST} lists no outputs")
+    for key in ("inputs", "outputs"):
+        for spec in manifest[key]:
+            _check_io_spec(path, key, spec)
+    _check_nms(path, manifest)
+    target = manifest["target"]
+    features = target.get("cpu_features", [])
+    if (not isinstance(target.get("name"), str) or not isinstance(target.get("device"), str)
+            or not isinstance(target.get("arch", ""), str)
+            or not isinstance(features, list) or not all(isinstance(f, str) for f in features)):
+        raise ArtifactError(f"{path}: {MANIFEST} 'target' needs a string name, device and arch and a list of "
+                            "cpu_features")
     return manifest
+
+
+def _check_io_spec(path: Path, key: str, spec) -> None:
+    """An input/output entry: {"name": str, "shape": [int >= 0 | symbol], "dtype": one of DTYPES}."""
+    ok = (isinstance(spec, dict) and isinstance(spec.get("name"), str) and isinstance(spec.get("shape"), list)
+          and all((type(d) is int and d >= 0) or (isinstance(d, str) and d) for d in spec["shape"])
+          and spec.get("dtype") in DTYPES)
+    if not ok:
+        raise ArtifactError(f"{path}: {MANIFEST} '{key}' entry {json.dumps(spec)[:200]} is not "
+                            f"{{name, shape, dtype}} with dtype one of {', '.join(DTYPES)}")
+
+
+_NMS_SPLIT = {"output": str, "boxes": str, "scores": str, "max_output_boxes_per_class": int,
+              "iou_threshold": (int, float), "score_threshold": (int, float, type(None)), "center_point_box": int}
+
+
+def _check_nms(path: Path, manifest: dict) -> None:
+    """The optional "nms" entry: {"host": [split, ...] | falsy, "graph_outputs": [io spec, ...]}."""
+    nms = manifest.get("nms")
+    if nms is None:
+        return
+    host = nms.get("host") if isinstance(nms, dict) else None
+    ok = isinstance(nms, dict) and (not host or (
+        isinstance(host, list) and isinstance(nms.get("graph_outputs"), list) and nms["graph_outputs"]
+        and all(isinstance(split, dict) and all(type(split.get(k)) is not bool and isinstance(split.get(k), kind)
+                                                for k, kind in _NMS_SPLIT.items()) for split in host)))
+    if not ok:
+        raise ArtifactError(f"{path}: {MANIFEST} 'nms' is not {{host: [splits], graph_outputs: [...]}}")
+    if host:
+        for spec in nms["graph_outputs"]:
+            _check_io_spec(path, "nms.graph_outputs", spec)
+        produced = {o["name"] for o in nms["graph_outputs"]} | {split["output"] for split in host}
+        unproduced = [o["name"] for o in manifest["outputs"] if o["name"] not in produced]
+        if unproduced:
+            raise ArtifactError(f"{path}: output '{unproduced[0]}' is produced neither by the graph nor by host NMS")

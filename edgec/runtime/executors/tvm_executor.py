@@ -8,6 +8,9 @@ import tempfile
 import numpy as np
 
 from edgec.errors import EdgecError
+from edgec.runtime import InputError
+from edgec.runtime.artifact import ArtifactError
+from edgec.runtime.executors import payload
 
 os.environ.setdefault("TVM_FFI_DISABLE_TORCH_C_DLPACK", "1")  # never JIT-build torch glue at load time
 
@@ -24,27 +27,31 @@ def _import_tvm():
 
 def _device(tvm, device: str):
     kind, _, index = device.partition(":")
-    if kind == "cpu":
-        return tvm.cpu(int(index or 0))
     if kind == "cuda":
         dev = tvm.cuda(int(index or 0))
         if not dev.exist:
-            raise EdgecError(f"device '{device}' is not available on this host (no CUDA GPU found)")
+            raise InputError(f"device '{device}' is not available on this host (no CUDA GPU found)")
         return dev
-    raise EdgecError(f"unknown device '{device}'; use cpu, cuda or cuda:N")
+    return tvm.cpu(int(index or 0))  # edgec.runtime.load has checked the device name
 
 
 class TvmExecutor:
     def __init__(self, manifest: dict, files: dict[str, bytes], device: str):
+        library = payload(files, "model.so", "tvm")  # bytes already verified against the manifest
         tvm = _import_tvm()
         self._dev = _device(tvm, device)
-        with tempfile.TemporaryDirectory(prefix="edgec-") as tmp:
-            lib_path = os.path.join(tmp, "model.so")
-            with open(lib_path, "wb") as f:
-                f.write(files["model.so"])  # bytes already verified against the manifest
-            lib = tvm.runtime.load_module(lib_path)  # mapped now; the file may go
-        self._vm = tvm.runtime.vm.VirtualMachine(lib, self._dev)
-        self._main = self._vm["main"]
+        try:
+            with tempfile.TemporaryDirectory(prefix="edgec-") as tmp:  # private (0700) directory
+                lib_path = os.path.join(tmp, "model.so")
+                with open(lib_path, "wb") as f:
+                    f.write(library)
+                lib = tvm.runtime.load_module(lib_path)  # mapped now; the file may go
+            self._vm = tvm.runtime.vm.VirtualMachine(lib, self._dev)
+            self._main = self._vm["main"]
+        except Exception as e:  # TVMError / RuntimeError / AttributeError from the loader or the VM
+            detail = " ".join(str(e).split())[-300:] or type(e).__name__
+            raise ArtifactError(f"the TVM runtime refused the payload 'model.so' ({detail}); "
+                                "recompile it with `edgec compile`") from None
         self._tensor = tvm.runtime.tensor
         self._n_outputs = len(manifest["outputs"])
 

@@ -1,0 +1,1 @@
+"""Relax-level rewrites edgec runs before TVM legalizes ops to TIR (one rewrite per module)."""

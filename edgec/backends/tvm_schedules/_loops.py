@@ -1,0 +1,49 @@
+"""Loop helpers shared by the CPU rules."""
+
+from __future__ import annotations
+
+from tvm import s_tir
+
+# Below this many loop iterations a kernel runs on one core: the thread pool's fork/join
+# (a few microseconds) would cost more than it saves.
+MIN_PARALLEL_WORK = 1 << 15
+
+
+def static_extents(sch: s_tir.Schedule, loops) -> list[int] | None:
+    """Loop extents as Python ints, or None when any is symbolic."""
+    extents = []
+    for loop in loops:
+        extent = sch.get(loop).extent
+        if not hasattr(extent, "value"):
+            return None
+        extents.append(int(extent.value))
+    return extents
+
+
+def parallel_vectorize(sch: s_tir.Schedule, block, lanes: int) -> bool:
+    """Schedule one loop nest as a data-parallel stage.
+
+    The innermost loop is split by the vector width and vectorized (or vectorized whole when it is
+    shorter than two vectors); the loops outside are fused into one parallel loop when the nest is
+    large enough. Returns False (leaving the nest untouched) when extents are symbolic.
+    """
+    loops = sch.get_loops(block)
+    extents = static_extents(sch, loops)
+    if not loops or extents is None:
+        return False
+    inner, n_inner = loops[-1], extents[-1]
+    outer = list(loops[:-1])
+    if n_inner % lanes == 0 and n_inner > lanes:
+        rest, vec = sch.split(inner, factors=[None, lanes])
+        outer.append(rest)
+        sch.vectorize(vec)
+    elif 2 <= n_inner <= 2 * lanes:
+        sch.vectorize(inner)
+    else:
+        outer.append(inner)
+    total = 1
+    for n in extents:
+        total *= n
+    if outer and total >= MIN_PARALLEL_WORK:
+        sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
+    return True

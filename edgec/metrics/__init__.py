@@ -1,0 +1,1 @@
+"""Task metrics shared by the zoo and the report (numpy only)."""

@@ -1,0 +1,89 @@
+"""CUDA targets on a machine without a GPU: TVM cross-compiles (nvcc), manifests name the target, and
+loading refuses clearly. Running on a GPU is checked only where one exists."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+
+import edgec.runtime as rt
+from edgec.compiler import compile_model
+from edgec.errors import UnsupportedError
+from edgec.report.host import gpus
+
+pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc (CUDA toolkit) is not installed")
+NO_GPU = "no NVIDIA GPU on this machine (nvidia-smi sees none); CUDA execution is verified on GPU hosts only"
+
+
+@pytest.fixture(scope="module")
+def cuda_artifacts(lenet_onnx, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cuda")
+    return {(t, p): compile_model(lenet_onnx, t, out / f"{t}-{p}.edgec", precision=p)
+            for t, p in [("cuda-sm_90", "fp32")]}
+
+
+def _library(path) -> bytes:
+    return zipfile.ZipFile(path).read("model.so")
+
+
+def test_manifest_names_the_cuda_target(cuda_artifacts):
+    manifest = cuda_artifacts[("cuda-sm_90", "fp32")].manifest
+    assert manifest["backend"] == "tvm" and manifest["precision"] == "fp32"
+    target = manifest["target"]
+    assert (target["name"], target["device"], target["arch"]) == ("cuda-sm_90", "cuda", "x86_64")
+    assert target["tvm"]["kind"] == "cuda" and target["tvm"]["arch"] == "sm_90"
+
+
+def test_payload_is_host_library_with_cuda_kernels(cuda_artifacts):
+    library = _library(cuda_artifacts[("cuda-sm_90", "fp32")].path)
+    assert library[:4] == b"\x7fELF" and int.from_bytes(library[18:20], "little") == 62  # x86-64 host code
+    assert b"extern \"C\" __global__" in library  # the generated CUDA kernels travel in the library
+
+
+def test_cuda_compile_is_deterministic(lenet_onnx, cuda_artifacts, tmp_path):
+    again = compile_model(lenet_onnx, "cuda-sm_90", tmp_path / "again.edgec", precision="fp32")
+    assert again.path.read_bytes() == cuda_artifacts[("cuda-sm_90", "fp32")].path.read_bytes()
+
+
+@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None, reason="aarch64 cross linker not installed")
+def test_jetson_orin_links_aarch64_host_code(lenet_onnx, tmp_path):
+    result = compile_model(lenet_onnx, "jetson-orin", tmp_path / "orin.edgec")
+    library = _library(result.path)
+    assert int.from_bytes(library[18:20], "little") == 183  # EM_AARCH64
+    assert result.manifest["target"]["tvm"]["arch"] == "sm_87"
+
+
+@pytest.mark.slow  # ToMixedPrecision + dlight take about 2 minutes on LeNet here
+def test_fp16_compiles_for_cuda(lenet_onnx, tmp_path):
+    result = compile_model(lenet_onnx, "cuda-sm_90", tmp_path / "fp16.edgec", precision="fp16")
+    assert result.manifest["precision"] == "fp16" and b"half" in _library(result.path)
+
+
+@pytest.mark.skipif(bool(gpus()), reason="this host has a GPU")
+def test_loading_without_a_gpu_fails_with_one_clear_error(cuda_artifacts):
+    path = cuda_artifacts[("cuda-sm_90", "fp32")].path
+    with pytest.raises(rt.InputError, match=r"compiled for cuda \(target 'cuda-sm_90'\); load it with "
+                                                r"device='cuda' on a machine with an NVIDIA GPU"):
+        rt.load(path)
+    with pytest.raises(rt.InputError, match=r"device 'cuda' is not available on this host \(no CUDA GPU found\)"):
+        rt.load(path, device="cuda")
+
+
+def test_tvm_fp16_is_for_cuda_targets(lenet_onnx, tmp_path):
+    with pytest.raises(UnsupportedError, match="backend 'tvm' compiles fp16 for CUDA targets only"):
+        compile_model(lenet_onnx, "cpu", tmp_path / "x.edgec", precision="fp16")
+
+
+@pytest.mark.skipif(not gpus(), reason=NO_GPU)
+def test_runs_on_the_gpu_and_matches_pytorch(cuda_artifacts):
+    import torch
+
+    from models import train
+
+    net = train.load_trained("lenet", log=None)
+    x = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
+    module = rt.load(cuda_artifacts[("cuda-sm_90", "fp32")].path, device="cuda")
+    assert np.abs(module(x)[0] - net(torch.from_numpy(x)).detach().numpy()).max() < 1e-4

@@ -1,0 +1,105 @@
+"""The reference zoo: committed weights meet each network's bar, and every network exports, compiles for
+`--target cpu` and matches PyTorch on the held-out split (max |logit diff| <= 1e-4, top-1 agreement 100%).
+
+ONNX Runtime covers every network in the default run; TVM compiles a fast subset here (one of each kind:
+plain CNN, recurrent via the lower_rnn lowering, attention) and every network under `--runslow`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from edgec import runtime
+from edgec.compiler import compile_model
+from edgec.frontend.export import export_onnx, resolve_exportable
+from models import registry, train
+
+NAMES = ["lenet", "lenet-relu", "alexnet", "vgg", "nin", "googlenet", "resnet18", "densenet", "mobilenetv2", "fcn",
+         "gru", "lstm", "transformer"]
+CNNS = ["alexnet", "vgg", "nin", "googlenet", "resnet18", "densenet", "mobilenetv2", "fcn"]
+TVM_FAST = ["lenet-relu", "lstm", "transformer"]
+MAX_WEIGHT_BYTES = 5 << 20
+ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """name -> (ONNX path, test inputs, PyTorch outputs, labels), exported once per module."""
+    root = tmp_path_factory.mktemp("zoo")
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            entry = registry.get(name)
+            net = train.load_trained(name, log=None)
+            split = entry.load_data()
+            path = export_onnx(net, entry.input_shape, root / f"{name}.onnx", output_names=entry.output_names)
+            cache[name] = (path, split.x_test, train.predict(net, split.x_test), split.y_test)
+        return cache[name]
+
+    return get
+
+
+def test_zoo_lists_every_reference_network():
+    assert set(NAMES) <= set(registry.ZOO)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_weights_meet_the_bar(name):
+    entry = registry.get(name)
+    metrics = train.cached_metrics(name)
+    assert metrics is not None, f"models/weights/{name}.json missing: run `edgec zoo train {name}`"
+    assert metrics["architecture"] == train.architecture_key(entry.build()), "weights are stale for this network"
+    assert (train.WEIGHTS_DIR / f"{name}.pt").stat().st_size <= MAX_WEIGHT_BYTES
+    assert metrics["test_accuracy"] >= entry.min_accuracy
+    if entry.min_miou is not None:
+        assert metrics["test_miou"] >= entry.min_miou
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pytorch_reproduces_recorded_accuracy(name, exported):
+    _, _, outputs, labels = exported(name)
+    assert train.accuracy(outputs, labels) == pytest.approx(train.cached_metrics(name)["test_accuracy"], abs=1e-9)
+
+
+def _compare(path, x, reference, labels, backend, tmp_path):
+    result = compile_model(path, target="cpu", output=tmp_path / f"model-{backend}.edgec", backend=backend)
+    module = runtime.load(result.path)
+    outputs = np.concatenate([module(x[i:i + 128])[0] for i in range(0, len(x), 128)])
+    assert outputs.shape == reference.shape
+    assert np.abs(outputs - reference).max() <= ATOL
+    assert (outputs.argmax(axis=1) == reference.argmax(axis=1)).all()
+    assert train.accuracy(outputs, labels) == train.accuracy(reference, labels)
+    return result
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ort_matches_pytorch(name, exported, tmp_path):
+    _compare(*exported(name), "ort", tmp_path)
+
+
+@pytest.mark.parametrize("name", TVM_FAST)
+def test_tvm_matches_pytorch(name, exported, tmp_path):
+    result = _compare(*exported(name), "tvm", tmp_path)
+    recurrent = name in ("gru", "lstm")
+    assert result.manifest["backend_config"]["lowered"] == (["lower_rnn"] if recurrent else [])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in TVM_FAST])
+def test_tvm_matches_pytorch_full_zoo(name, exported, tmp_path):
+    result = _compare(*exported(name), "tvm", tmp_path)
+    assert result.manifest["backend_config"]["lowered"] == (["lower_rnn"] if name == "gru" else [])
+
+
+@pytest.mark.parametrize("name", CNNS)
+def test_cnns_export_at_imagenet_size(name, tmp_path):
+    net, _, output_names = resolve_exportable(name)
+    path = export_onnx(net, (1, 3, 224, 224), tmp_path / f"{name}.onnx", output_names=output_names)
+    x = np.random.default_rng(0).random((2, 3, 224, 224), dtype=np.float32)
+    (out,) = ort.InferenceSession(str(path)).run(None, {"input": x})
+    expected = (2, 11, 224, 224) if name == "fcn" else (2, 10)
+    assert out.shape == expected
+    np.testing.assert_allclose(out, train.predict(net, x), atol=ATOL)
