@@ -34,26 +34,19 @@ import re
 import tvm_ffi
 from tvm import s_tir, sym, tirx
 from tvm.s_tir.dlight.analysis import normalize_prim_func
-from tvm.s_tir.dlight.base import ScheduleRule, try_inline
+from tvm.s_tir.dlight.base import try_inline
 
 from edgec.backends.tvm_schedules._loops import MIN_PARALLEL_WORK, parallel_vectorize, static_extents
-from edgec.backends.tvm_schedules.target_facts import is_cpu, vector_lanes, vector_registers
+from edgec.backends.tvm_schedules.cpu_rule import CpuRule
+from edgec.backends.tvm_schedules.target_facts import vector_lanes, vector_registers
 
 MAX_UNROLL = 8  # longest register-block axis unrolled in the micro-kernel
 OPERAND_REGISTERS = 4  # left for broadcast inputs and weights: 14 accumulators spilled in 3x3 convs (3x slower)
 PANEL_BYTES = 256 * 1024  # weight panel kept cache-resident: half of a typical 512 KiB L2
 
 
-class Gemm(ScheduleRule):
+class Gemm(CpuRule):
     """Schedule a single-reduction function (conv2d, matmul, pooling) as a tiled micro-kernel."""
-
-    def apply(self, func: tirx.PrimFunc, target, tunable: bool):
-        if not isinstance(func, tirx.PrimFunc) or not is_cpu(target):
-            return None
-        try:
-            return self._schedule(func, target)
-        except s_tir.ScheduleError:
-            return None
 
     def _schedule(self, func: tirx.PrimFunc, target):
         sch = s_tir.Schedule(func)

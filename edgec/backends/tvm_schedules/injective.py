@@ -9,22 +9,15 @@ from __future__ import annotations
 
 from tvm import s_tir, tirx
 from tvm.s_tir.dlight.analysis import normalize_prim_func
-from tvm.s_tir.dlight.base import ScheduleRule, try_inline
+from tvm.s_tir.dlight.base import try_inline
 
 from edgec.backends.tvm_schedules._loops import parallel_vectorize
-from edgec.backends.tvm_schedules.target_facts import is_cpu, vector_lanes
+from edgec.backends.tvm_schedules.cpu_rule import CpuRule
+from edgec.backends.tvm_schedules.target_facts import vector_lanes
 
 
-class Injective(ScheduleRule):
+class Injective(CpuRule):
     """Parallel + vectorized loop nests for functions whose blocks are all spatial."""
-
-    def apply(self, func: tirx.PrimFunc, target, tunable: bool):
-        if not isinstance(func, tirx.PrimFunc) or not is_cpu(target):
-            return None
-        try:
-            return self._schedule(func, target)
-        except s_tir.ScheduleError:
-            return None
 
     def _schedule(self, func: tirx.PrimFunc, target):
         sch = s_tir.Schedule(func)
