@@ -345,7 +345,7 @@ GPU_LESS_ERROR = ("{path}: compiled for an NVIDIA GPU of compute capability 9.0 
 
 
 @pytest.mark.skipif(not NO_GPU, reason="this host has an NVIDIA GPU")
-@pytest.mark.parametrize("device", ["cuda", "cpu", "cuda:1"])
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
 def test_loading_a_cuda_artifact_without_a_gpu_is_one_clear_error(tmp_path, device):
     import edgec.runtime as rt
 
@@ -353,6 +353,16 @@ def test_loading_a_cuda_artifact_without_a_gpu_is_one_clear_error(tmp_path, devi
     with pytest.raises(ArtifactError) as info:
         rt.load(path, device=device)
     assert str(info.value) == GPU_LESS_ERROR.format(path=path)
+
+
+def test_loading_a_cuda_artifact_on_the_cpu_is_refused_before_the_backend(tmp_path):
+    import edgec.runtime as rt
+
+    path = _fake_trt_artifact(tmp_path / "m.edgec")
+    with pytest.raises(rt.InputError) as info:
+        rt.load(path, device="cpu")
+    assert str(info.value) == (f"{path}: compiled for cuda (target 'cuda-sm_90'); load it with device='cuda' "
+                               "on a machine with an NVIDIA GPU")
 
 
 @pytest.mark.skipif(not NO_GPU, reason="this host has an NVIDIA GPU")

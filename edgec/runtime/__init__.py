@@ -132,7 +132,7 @@ def load(path: str | os.PathLike, device: str = "cpu") -> Module:
         raise ArtifactError(f"{path}: compiled for {target['arch']} (target '{target['name']}') but this host is "
                             f"{arch}; compile for this host with `edgec compile ... --target cpu`")
     kind = device.partition(":")[0]
-    if target.get("device") != kind and not (target.get("device") == "cuda" and manifest["backend"] == "tensorrt"):
+    if target.get("device") != kind:
         raise InputError(f"{path}: compiled for {target.get('device')} (target '{target['name']}'); load it with "
                             f"device='{target.get('device')}'" + (" on a machine with an NVIDIA GPU"
                                                                  if target.get("device") == "cuda" else ""))
