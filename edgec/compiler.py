@@ -78,7 +78,5 @@ def compile_model(model_path: str | os.PathLike, target: str, output: str | os.P
     if nms_plan is not None:
         manifest["nms"] = nms_plan
         manifest["passes"] += ["nms_host_split"] if nms_plan["host"] else []
-    write_artifact(output, manifest, payload.files)
-    from edgec.runtime.artifact import read_manifest
-
-    return CompileResult(Path(output), read_manifest(output), time.perf_counter() - start, records)
+    written = write_artifact(output, manifest, payload.files)  # no re-read and re-hash of the payload
+    return CompileResult(Path(output), written, time.perf_counter() - start, records)

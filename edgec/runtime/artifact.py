@@ -71,14 +71,16 @@ def write_atomic(path: str | os.PathLike, write) -> None:
         raise
 
 
-def write_artifact(path: str | os.PathLike, manifest: dict, files: dict[str, bytes]) -> None:
-    """Write manifest + payload files to `path`; fills in the manifest's schema and file hashes."""
+def write_artifact(path: str | os.PathLike, manifest: dict, files: dict[str, bytes]) -> dict:
+    """Write manifest + payload files to `path`; fills in the manifest's schema and file hashes and
+    returns the manifest exactly as written (what `read_manifest` would give back)."""
     for name in files:
         if not _SAFE_NAME.match(name) or name == MANIFEST:
             raise ValueError(f"invalid payload file name {name!r}")
     manifest = dict(manifest, schema_version=SCHEMA_VERSION,
                     files={name: sha256_bytes(data) for name, data in sorted(files.items())})
-    entries = [(MANIFEST, canonical_json(manifest))] + sorted(files.items())
+    manifest_bytes = canonical_json(manifest)
+    entries = [(MANIFEST, manifest_bytes)] + sorted(files.items())
 
     def write(tmp: str) -> None:
         with zipfile.ZipFile(tmp, "w") as zf:
@@ -90,6 +92,7 @@ def write_artifact(path: str | os.PathLike, manifest: dict, files: dict[str, byt
                 zf.writestr(info, data, compresslevel=6)
 
     write_atomic(path, write)
+    return json.loads(manifest_bytes)
 
 
 def read_artifact(path: str | os.PathLike) -> tuple[dict, dict[str, bytes]]:

@@ -161,11 +161,9 @@ def precision_model(model: onnx.ModelProto, precision: str, model_path: str) -> 
         check_symmetric_qdq(model, model_path)
         return model
     if precision == "fp16" and not has_fp16(model):
-        from onnxruntime.transformers.onnx_model import OnnxModel
-
         from edgec.quantize.fp16 import to_fp16
 
-        half = to_fp16(model)  # edgec's one fp16 policy: I/O and sensitive ops (incl. NMS inputs) stay fp32
-        OnnxModel(half).topological_sort(is_deterministic=True)  # Casts are appended; TensorRT parses in order
-        return half
+        # edgec's one fp16 policy: I/O and sensitive ops (incl. NMS inputs) stay fp32; to_fp16 returns the
+        # graph topologically sorted, as TensorRT's parser needs
+        return to_fp16(model)
     return model
