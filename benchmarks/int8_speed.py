@@ -1,12 +1,13 @@
 """INT8 vs FP32 on the same backend, same run: held-out accuracy and p50 latency ratios.
 
     .venv/bin/python benchmarks/int8_speed.py [--models lenet,resnet18,mobilenetv2] [--sizes zoo,224]
-                                               [--backends ort] [--iters 200]
+                                               [--backends ort,tvm] [--iters 200]
 
-Each model is exported from the zoo (trained weights) at its zoo size and, with --sizes 224, at
-1x3x224x224 (latency only: the weights were trained at the zoo size). Both precisions are compiled
-by edgec (int8: QDQ, minmax calibration on 64 training images) and timed interleaved, in rounds, so
-drift on a noisy machine hits both alike; the table gives medians and int8/fp32 ratios.
+Each model is exported from the zoo (trained weights, held-out accuracy) at its zoo size and, with
+--sizes 224, as the full-width torchvision-shaped network at 1x3x224x224 (`cpu_peers.networks()`,
+random weights: latency only). Both precisions are compiled by edgec for this host (int8: QDQ in the
+host's scheme, minmax calibration on 64 digits images) and timed interleaved, in rounds, so drift on
+a noisy machine hits both alike; the table gives medians and int8/fp32 ratios.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import edgec.runtime as rt
+from cpu_peers import export as export_full_width
 from edgec.compiler import compile_model
 from edgec.errors import EdgecError
 from edgec.frontend.export import export_onnx, resolve_exportable
@@ -41,10 +43,12 @@ def interleaved_p50(modules: dict, feeds: dict, iters: int, rounds: int = 5) -> 
 
 def measure(name: str, size: str, backend: str, iters: int, tmp: Path) -> dict:
     entry = registry.get(name)
-    net, shape, outputs = resolve_exportable(name)
-    if size != "zoo":
-        shape = (1, shape[1], int(size), int(size))
-    onnx_path = export_onnx(net, shape, tmp / f"{name}-{size}.onnx", output_names=outputs)
+    if size == "zoo":
+        net, shape, outputs = resolve_exportable(name)
+        onnx_path = export_onnx(net, shape, tmp / f"{name}-{size}.onnx", output_names=outputs)
+    else:
+        _, x, onnx_path = export_full_width(name, 1, tmp)
+        shape = x.shape
     modules, compile_s = {}, {}
     for precision in ("fp32", "int8"):
         result = compile_model(onnx_path, "cpu", tmp / f"{name}-{size}-{precision}.edgec", backend=backend,
@@ -65,14 +69,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="lenet,resnet18,mobilenetv2")
     parser.add_argument("--sizes", default="zoo,224")
-    parser.add_argument("--backends", default="ort")
+    parser.add_argument("--backends", default="ort,tvm")
     parser.add_argument("--iters", type=int, default=200)
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgec-int8-bench-") as tmp:
         for name in args.models.split(","):
             for size in args.sizes.split(","):
-                if size != "zoo" and len(registry.get(name).input_shape) != 4:
+                if size != "zoo" and name not in ("resnet18", "mobilenetv2"):
                     continue
                 for backend in args.backends.split(","):
                     try:

@@ -117,7 +117,8 @@ def optimize(model: str, output: str, passes: str | None, no_validate: bool, as_
 @cli.command(name="compile")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--target", required=True, help="cpu, x86-64-avx2, x86-64-avx512 (see README's targets table).")
-@click.option("--backend", default="tvm", show_default=True, type=click.Choice(BACKENDS))
+@click.option("--backend", default="tvm", show_default=True, type=click.Choice((*BACKENDS, "auto")),
+              help="auto: compile every backend that can, verify and time each here, keep the fastest.")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS))
 @click.option("--calib", help="int8 calibration data: digits (its training split) or DATA.npz (array x).")
 @click.option("--calib-method", default="minmax", show_default=True,
@@ -150,14 +151,23 @@ def compile_cmd(model, target, backend, precision, calib, calib_method, calib_sa
         raise UnsupportedError("--tuning-db: tuning databases are not supported by this edgec version yet")
     target = cuda_target_name(target, arch)
     shapes = parse_input_shapes(input_shapes)
-    result = compile_model(model, target, output, backend=backend, precision=precision, input_shapes=shapes,
-                           int8=int8, tuning_db=tuning_db, nms=nms)
+    if backend == "auto":
+        from edgec.autoselect import compile_auto
+
+        result = compile_auto(model, target, output, precision=precision, input_shapes=shapes, int8=int8,
+                              tuning_db=tuning_db, nms=nms)
+    else:
+        result = compile_model(model, target, output, backend=backend, precision=precision, input_shapes=shapes,
+                               int8=int8, tuning_db=tuning_db, nms=nms)
     if as_json:
         _echo_json(result.manifest)
         return
     size = result.path.stat().st_size
-    click.echo(f"wrote {result.path} ({backend}, target {target}, {precision}, {size / 1024:.1f} KiB) "
-               f"in {result.seconds:.1f} s")
+    for name, record in result.manifest.get("backend_selection", {}).get("candidates", {}).items():
+        measured = f"p50 {record['p50_ms']:.3f} ms" if "p50_ms" in record else record["error"]
+        click.echo(f"  {name}: {record['verdict']}, {measured}")
+    click.echo(f"wrote {result.path} ({result.manifest['backend']}, target {target}, {precision}, "
+               f"{size / 1024:.1f} KiB) in {result.seconds:.1f} s")
 
 
 @cli.command()
@@ -259,6 +269,16 @@ def inspect(path: str, as_json: bool) -> None:
         console.print(f"TVM target: {json.dumps(m['target'].get('tvm'))}")
         console.print(f"passes: {', '.join(m['passes']) or 'none'}; toolchain: "
                       + ", ".join(f"{k} {v}" for k, v in m["toolchain"].items() if v))
+        if m.get("quantization"):
+            q = m["quantization"]
+            console.print(f"int8 {q['format']}: weights {q['weights']}; activations {q['activations']}; "
+                          f"calibration {q['calibration']['method']} on {q['calibration']['samples']} samples; "
+                          f"kept float: {', '.join(q['kept_float']) or 'none'}")
+        if m.get("backend_selection"):
+            sel = m["backend_selection"]
+            console.print(f"backend chosen by measurement: {sel['chosen']} ("
+                          + "; ".join(f"{n} {r['verdict']}" + (f" p50 {r['p50_ms']} ms" if "p50_ms" in r else "")
+                                      for n, r in sel["candidates"].items()) + ")")
         for n in (m.get("nms") or {}).get("nodes", []):
             console.print(f"NMS {n['node']}: runs on {n['runs_on']}, {n['strategy']}"
                           + (f" ({n['reason']})" if n.get("reason") else ""))

@@ -13,6 +13,7 @@ from edgec import __version__
 from edgec.backends import CompileOptions, get_backend
 from edgec.frontend.loader import io_spec, load_model
 from edgec.passes import DEFAULT_PIPELINE, PassContext, nms_host_split, run_pipeline
+from edgec.quantize.int8 import scheme_for
 from edgec.quantize.pipeline import Int8Options, quantize_int8
 from edgec.runtime.artifact import write_artifact
 from edgec.targets import resolve_target
@@ -58,7 +59,8 @@ def compile_model(model_path: str | os.PathLike, target: str, output: str | os.P
     graph, records = run_pipeline(graph, passes, PassContext(model_path=model_path, validate=validate))
     quantization = None
     if precision == "int8":
-        graph, quantization = quantize_int8(graph, int8 or Int8Options(), chosen.int8_symmetric_activations)
+        scheme = scheme_for(tgt, chosen.int8_symmetric_activations)
+        graph, quantization = quantize_int8(graph, int8 or Int8Options(), scheme)
     inputs, outputs = io_spec(graph)
     graph, nms_plan = nms_host_split.plan(graph, chosen, on_host=nms == "host")  # cut out for the runtime
     payload = chosen.compile(graph, tgt, options)

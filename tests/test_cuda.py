@@ -1,9 +1,11 @@
-"""CUDA targets on a machine without a GPU: TVM cross-compiles (nvcc), manifests name the target, and
-loading refuses clearly. Running on a GPU is checked only where one exists."""
+"""CUDA targets on a machine without a GPU: TVM generates the kernels, nvcc compiles them to a cubin for
+the target's SM, manifests name the target, and loading refuses clearly. Running on a GPU is checked
+only where one exists."""
 
 from __future__ import annotations
 
 import shutil
+import struct
 import zipfile
 
 import numpy as np
@@ -22,11 +24,23 @@ NO_GPU = "no NVIDIA GPU on this machine (nvidia-smi sees none); CUDA execution i
 def cuda_artifacts(lenet_onnx, tmp_path_factory):
     out = tmp_path_factory.mktemp("cuda")
     return {(t, p): compile_model(lenet_onnx, t, out / f"{t}-{p}.edgec", precision=p)
-            for t, p in [("cuda-sm_90", "fp32")]}
+            for t, p in [("cuda-sm_90", "fp32"), ("cuda-sm_80", "fp32")]}
 
 
 def _library(path) -> bytes:
     return zipfile.ZipFile(path).read("model.so")
+
+
+def _cubin_archs(library: bytes) -> list[int]:
+    """SM numbers of the CUDA ELF images (e_machine EM_CUDA = 190) embedded in a host library."""
+    archs, at = [], library.find(b"\x7fELF", 1)
+    while at > 0:
+        e_machine, = struct.unpack_from("<H", library, at + 18)
+        e_flags, = struct.unpack_from("<I", library, at + 48)
+        if e_machine == 190:
+            archs.append((e_flags >> 8) & 0xFF)  # CUDA ELF ABI v8: the SM in bits 8-15
+        at = library.find(b"\x7fELF", at + 1)
+    return archs
 
 
 def test_manifest_names_the_cuda_target(cuda_artifacts):
@@ -37,10 +51,26 @@ def test_manifest_names_the_cuda_target(cuda_artifacts):
     assert target["tvm"]["kind"] == "cuda" and target["tvm"]["arch"] == "sm_90"
 
 
-def test_payload_is_host_library_with_cuda_kernels(cuda_artifacts):
+def test_payload_is_host_library_with_a_cubin_for_the_arch(cuda_artifacts):
     library = _library(cuda_artifacts[("cuda-sm_90", "fp32")].path)
     assert library[:4] == b"\x7fELF" and int.from_bytes(library[18:20], "little") == 62  # x86-64 host code
-    assert b"extern \"C\" __global__" in library  # the generated CUDA kernels travel in the library
+    assert _cubin_archs(library) == [90]  # machine code for sm_90, loaded without a compiler
+    assert b"\x05\x00\x00\x00\x00\x00\x00\x00cubin" in library and b"__global__" not in library  # no source
+
+
+def test_each_arch_gets_its_own_machine_code(cuda_artifacts):
+    sm80, sm90 = (cuda_artifacts[(t, "fp32")] for t in ("cuda-sm_80", "cuda-sm_90"))
+    assert _cubin_archs(_library(sm80.path)) == [80]
+    assert _library(sm80.path) != _library(sm90.path)
+    config = sm80.manifest["backend_config"]["cuda"]
+    assert config["arch"] == "sm_80" and config["kernels"] == "cubin" and config["nvcc"].startswith("13.")
+
+
+def test_missing_nvcc_is_one_clear_error(lenet_onnx, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # a PATH without the CUDA toolkit
+    with pytest.raises(UnsupportedError, match=r"target 'cuda-sm_90': nvcc \(the CUDA toolkit's compiler\) is "
+                                                 r"not on PATH"):
+        compile_model(lenet_onnx, "cuda-sm_90", tmp_path / "x.edgec")
 
 
 def test_cuda_compile_is_deterministic(lenet_onnx, cuda_artifacts, tmp_path):
@@ -53,13 +83,15 @@ def test_jetson_orin_links_aarch64_host_code(lenet_onnx, tmp_path):
     result = compile_model(lenet_onnx, "jetson-orin", tmp_path / "orin.edgec")
     library = _library(result.path)
     assert int.from_bytes(library[18:20], "little") == 183  # EM_AARCH64
-    assert result.manifest["target"]["tvm"]["arch"] == "sm_87"
+    assert result.manifest["target"]["tvm"]["arch"] == "sm_87" and _cubin_archs(library) == [87]
 
 
 @pytest.mark.slow  # ToMixedPrecision + dlight take about 2 minutes on LeNet here
 def test_fp16_compiles_for_cuda(lenet_onnx, tmp_path):
     result = compile_model(lenet_onnx, "cuda-sm_90", tmp_path / "fp16.edgec", precision="fp16")
-    assert result.manifest["precision"] == "fp16" and b"half" in _library(result.path)
+    library = _library(result.path)
+    assert result.manifest["precision"] == "fp16" and _cubin_archs(library) == [90]
+    assert b"\x02\x10\x01\x00" in library  # a kernel argument of DLDataType float16 in the function table
 
 
 @pytest.mark.skipif(bool(gpus()), reason="this host has a GPU")

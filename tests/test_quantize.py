@@ -14,8 +14,9 @@ from edgec.errors import EdgecError
 from edgec.quantize.calibration import calibration_inputs
 from edgec.quantize.fallback import quantize_within_budget
 from edgec.quantize.fp16 import to_fp16
-from edgec.quantize.int8 import quantize
+from edgec.quantize.int8 import Int8Scheme, quantize, scheme_for
 from edgec.quantize.pipeline import Int8Options
+from edgec.targets import resolve_target
 from models import data
 
 
@@ -65,6 +66,30 @@ def test_weights_are_symmetric_per_channel(lenet):
         assert (err <= scale.reshape(-1, 1, 1, 1) / 2 + 1e-7).all()  # round to nearest: within half a step
         checked += 1
     assert checked == 2
+
+
+@pytest.mark.parametrize("target, symmetric, expected", [
+    ("x86-64-avx2", False, Int8Scheme("uint8", reduce_range=True)),  # vpmaddubsw saturates: 7-bit weights
+    ("x86-64-avx512", False, Int8Scheme("uint8", reduce_range=False)),  # VNNI accumulates in int32
+    ("aarch64", False, Int8Scheme("uint8", reduce_range=False)),
+    ("x86-64-avx2", True, Int8Scheme("int8", reduce_range=False)),  # TensorRT: zero point 0
+])
+def test_scheme_follows_backend_and_target(target, symmetric, expected):
+    assert scheme_for(resolve_target(target), symmetric) == expected
+
+
+def test_reduced_range_weights_and_uint8_activations(lenet):
+    q = quantize(lenet, calibration_inputs("digits", lenet, 16), scheme=Int8Scheme("uint8", reduce_range=True))
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    original = {t.name: numpy_helper.to_array(t) for t in lenet.graph.initializer}
+    dq = {n.output[0]: n for n in q.graph.node if n.op_type == "DequantizeLinear"}
+    for conv in (n for n in q.graph.node if n.op_type in ("Conv", "Gemm")):
+        qweight, scale, _ = (inits[i] for i in dq[conv.input[1]].input)
+        w = original[dq[conv.input[1]].input[0].removesuffix("_quantized")]
+        assert np.abs(qweight).max() == 64  # 2 x 255 x 64 = 32640: a vpmaddubsw pair sum fits int16
+        np.testing.assert_allclose(scale, np.abs(w.reshape(w.shape[0], -1)).max(axis=1) / 64.0, rtol=1e-6)
+        activation = dq[conv.input[0]]
+        assert inits[activation.input[2]].dtype == np.uint8, conv.name
 
 
 @pytest.mark.parametrize("budget", [1.0, 0.0])

@@ -7,12 +7,12 @@ import tempfile
 
 import onnx
 
-from edgec.backends import tvm_link, tvm_pipeline
+from edgec.backends import tvm_cubin, tvm_link, tvm_pipeline
 from edgec.backends.base import Backend, CompileOptions, Payload
 from edgec.errors import EdgecError, InternalError, UnsupportedError
 from edgec.frontend.loader import graph_inputs, node_label
 from edgec.passes import PassContext, lower_rnn
-from edgec.targets import Target
+from edgec.targets import Target, cuda_arch
 
 os.environ.setdefault("TVM_FFI_DISABLE_TORCH_C_DLPACK", "1")
 
@@ -33,12 +33,18 @@ class TvmBackend(Backend):
         if options.precision == "fp16" and target.device != "cuda":
             raise UnsupportedError(f"backend 'tvm' compiles fp16 for CUDA targets only; for target '{target.name}' "
                                    "use fp32, or --backend ort --precision fp16")
+        if target.device == "cuda":
+            tvm_cubin.nvcc_version(target)  # raises naming nvcc when it is missing
 
     def compile(self, model: onnx.ModelProto, target: Target, options: CompileOptions) -> Payload:
         import tvm
         from tvm.relax.frontend.onnx import from_onnx
 
         link_options = tvm_link.export_options(target)  # first: a missing cross linker fails before the slow work
+        config = {"entry": "main", "executor": "relax.vm"}
+        if target.device == "cuda":  # kernels as a cubin for the target's SM (nvcc), not source
+            config["cuda"] = {"arch": cuda_arch(target), "kernels": "cubin", "nvcc": tvm_cubin.nvcc_version(target)}
+            link_options["fpack_imports"] = tvm_cubin.fpack_imports(target)
         lowered = []
         if lower_rnn.has_recurrent_ops(model):  # TVM's importer has no RNN/GRU/LSTM converter
             model = lower_rnn.run(model, PassContext(model_path=options.model_path))
@@ -59,10 +65,12 @@ class TvmBackend(Backend):
                 executable.export_library(lib_path, **link_options)
                 with open(lib_path, "rb") as f:
                     library = f.read()
+        except EdgecError:
+            raise
         except Exception as e:
             raise InternalError(f"{options.model_path}: TVM failed to compile for target '{target.name}': "
                                 f"{_error_summary(e)}") from None
-        return Payload({"model.so": library}, {"entry": "main", "executor": "relax.vm", "lowered": lowered})
+        return Payload({"model.so": library}, dict(config, lowered=lowered))
 
 
 def nms_unsupported(model: onnx.ModelProto, node: onnx.NodeProto) -> str | None:

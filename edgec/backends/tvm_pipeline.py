@@ -52,13 +52,16 @@ def cpu_pipeline(tvm_target):
 
     from edgec.backends.tvm_rewrites.fold_constant_calls import fold_constant_calls
     from edgec.backends.tvm_rewrites.fold_constant_moves import fold_constant_moves
+    from edgec.backends.tvm_rewrites.integer_qdq import integer_qdq
     from edgec.backends.tvm_rewrites.lift_clip import lift_clip
+    from edgec.backends.tvm_rewrites.pad_layout import pad_layout
     from edgec.backends.tvm_schedules import cpu_rules
 
     @tvm.transform.module_pass(opt_level=0, name="edgec.CpuPipeline")
     def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         with tvm_target:
-            passes = [lift_clip, relax.transform.ConvertLayout(CONV2D_LAYOUT), fold_constant_moves]
+            passes = [integer_qdq, lift_clip, relax.transform.ConvertLayout(CONV2D_LAYOUT), pad_layout,
+                      fold_constant_moves]
             passes += cpu_generic.library_dispatch_passes(tvm_target)
             passes += [relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
                        fold_constant_calls,  # weight transposes from ConvertLayout, in one build

@@ -17,7 +17,7 @@ import onnx
 
 from edgec.compare import capture
 from edgec.compare.diff import tensor_diff
-from edgec.quantize.int8 import quantizable_nodes, quantize
+from edgec.quantize.int8 import Int8Scheme, quantizable_nodes, quantize
 
 
 @dataclass
@@ -77,11 +77,11 @@ def layer_sensitivity(fp32: onnx.ModelProto, int8: onnx.ModelProto, feeds: list[
 
 def quantize_within_budget(fp32: onnx.ModelProto, calib_feeds: list[dict], eval_x: np.ndarray,
                            eval_y: np.ndarray, budget_points: float, method: str = "minmax",
-                           symmetric_activations: bool = False) -> FallbackResult:
+                           scheme: Int8Scheme = Int8Scheme()) -> FallbackResult:
     """Quantize, then return layers to float (most sensitive first) until the drop is within budget."""
     name = capture.input_name(fp32, "<model>")
     base = _accuracy(fp32, eval_x, eval_y, name)
-    int8 = quantize(fp32, calib_feeds, method, symmetric_activations=symmetric_activations)
+    int8 = quantize(fp32, calib_feeds, method, scheme=scheme)
     acc = _accuracy(int8, eval_x, eval_y, name)
     steps = [{"kept_float": [], "accuracy": acc}]
     sensitivity = layer_sensitivity(fp32, int8, [{name: eval_x[i:i + 1]} for i in range(min(32, len(eval_x)))])
@@ -93,7 +93,7 @@ def quantize_within_budget(fp32: onnx.ModelProto, calib_feeds: list[dict], eval_
         while low <= high:
             k = (low + high) // 2
             candidate = quantize(fp32, calib_feeds, method, exclude=tuple(order[:k]),
-                                 symmetric_activations=symmetric_activations)
+                                 scheme=scheme)
             k_acc = _accuracy(candidate, eval_x, eval_y, name)
             steps.append({"kept_float": order[:k], "accuracy": k_acc})
             if 100 * (base - k_acc) <= budget_points:
@@ -102,7 +102,7 @@ def quantize_within_budget(fp32: onnx.ModelProto, calib_feeds: list[dict], eval_
                 low = k + 1
         if best[1] is None:  # only "everything float" met the budget
             everything = quantize(fp32, calib_feeds, method, exclude=tuple(order),
-                                  symmetric_activations=symmetric_activations)
+                                  scheme=scheme)
             best = (len(order), everything, base)
     k, model, acc = best
     return FallbackResult(model, base, acc, order[:k], sensitivity, steps)

@@ -9,6 +9,7 @@ import onnx
 
 from edgec.errors import EdgecError
 from edgec.quantize.calibration import DEFAULT_SAMPLES, calibration_inputs
+from edgec.quantize.int8 import Int8Scheme
 
 
 @dataclass(frozen=True)
@@ -34,24 +35,22 @@ def _eval_split(spec: str, model: onnx.ModelProto) -> tuple[np.ndarray, np.ndarr
         return npz["x"].astype(np.float32), npz["y"]
 
 
-def quantize_int8(model: onnx.ModelProto, options: Int8Options, symmetric_activations: bool = False
-                  ) -> tuple[onnx.ModelProto, dict]:
+def quantize_int8(model: onnx.ModelProto, options: Int8Options, scheme: Int8Scheme) -> tuple[onnx.ModelProto, dict]:
     """The QDQ model and the manifest's `quantization` record (method, samples, layers kept float)."""
     from edgec.quantize.int8 import quantize
 
     if not options.calib:
         raise EdgecError("--precision int8 needs calibration data: add --calib digits or --calib DATA.npz")
     feeds = calibration_inputs(options.calib, model, options.samples)
-    record = {"format": "QDQ", "weights": "int8 symmetric per-channel", "activations": "int8 per-tensor, " + ("symmetric" if symmetric_activations else "asymmetric"),
+    record = {"format": "QDQ", **scheme.describe(),
               "calibration": {"data": options.calib if options.calib == "digits" else "npz",
                               "method": options.method, "samples": len(feeds)}, "kept_float": []}
     if options.max_accuracy_drop is None:
-        return quantize(model, feeds, options.method, symmetric_activations=symmetric_activations), record
+        return quantize(model, feeds, options.method, scheme=scheme), record
     from edgec.quantize.fallback import quantize_within_budget
 
     x, y = _eval_split(options.calib, model)
-    result = quantize_within_budget(model, feeds, x, y, options.max_accuracy_drop, options.method,
-                                    symmetric_activations)
+    result = quantize_within_budget(model, feeds, x, y, options.max_accuracy_drop, options.method, scheme)
     record.update(kept_float=result.kept_float, accuracy_budget_points=options.max_accuracy_drop,
                   eval_accuracy={"fp32": result.fp32_accuracy, "int8": result.int8_accuracy})
     return result.model, record

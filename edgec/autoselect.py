@@ -1,0 +1,151 @@
+"""`edgec compile --backend auto`: compile every candidate backend, verify, time, keep the fastest.
+
+Only meaningful where the target is this machine: each candidate artifact is loaded here, checked
+against ONNX Runtime running the source model in fp32 on the same inputs (random ones; for int8 the
+first calibration samples, since a quantized model is only right on in-range data), and timed in
+interleaved rounds (so drift on a noisy machine hits every candidate alike). The fastest verified
+candidate becomes the artifact; its manifest's `backend_selection` records every candidate's
+verdict, error and p50 latency, so the choice can be audited later.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgec.backends import CompileOptions, backend_names, get_backend
+from edgec.errors import EdgecError, UnsupportedError
+from edgec.targets import Target, cuda_arch, host_arch, local_cuda_archs, missing_cpu_features, resolve_target
+
+ROUNDS = 5
+CALLS_PER_ROUND = 20
+FP32_TOLERANCE = 1e-3  # max |got - want| relative to max |want| (at least 1)
+REDUCED_MIN_COSINE = 0.99  # fp16/int8 outputs: cosine similarity to the fp32 reference
+VERIFY_SAMPLES = 8  # int8: calibration samples the candidates are checked on
+
+
+def check_host_target(target: Target) -> None:
+    """Refuse targets this machine cannot run: auto picks by measuring here."""
+    here = target.arch == host_arch() and not missing_cpu_features(target.cpu_features)
+    if target.device == "cuda":
+        here = here and cuda_arch(target) in local_cuda_archs()
+    if not here:
+        raise UnsupportedError(f"--backend auto measures the candidates on this machine, and target "
+                               f"'{target.name}' is not this machine; choose --backend {'|'.join(backend_names())}")
+
+
+def candidates(target: Target, precision: str) -> list[str]:
+    """Backends that say they can compile `precision` for `target`."""
+    names = []
+    for name in backend_names():
+        try:
+            get_backend(name).check(target, CompileOptions(precision=precision))
+        except EdgecError:
+            continue
+        names.append(name)
+    return names
+
+
+def verify(outputs: list[dict[str, np.ndarray]], reference: list[list[np.ndarray]], precision: str) -> str | None:
+    """None when the outputs (one dict per input sample) match the fp32 reference for `precision`;
+    else what differs."""
+    names = list(outputs[0])
+    for index, name in enumerate(names):
+        got = np.concatenate([o[name].ravel() for o in outputs])
+        want = np.concatenate([r[index].ravel() for r in reference])
+        if any(o[name].shape != r[index].shape for o, r in zip(outputs, reference)):
+            return f"output '{name}' has shape {list(outputs[0][name].shape)}, reference {list(reference[0][index].shape)}"
+        if got.dtype.kind != "f":
+            if precision == "fp32" and not np.array_equal(got, want):
+                return f"output '{name}' differs from the reference"
+            continue
+        a, b = got.astype(np.float64), want.astype(np.float64)
+        if precision == "fp32":
+            err = float(np.abs(a - b).max(initial=0.0)) / max(1.0, float(np.abs(b).max(initial=0.0)))
+            if not err <= FP32_TOLERANCE:
+                return f"output '{name}': max relative error {err:.2e} > {FP32_TOLERANCE:g}"
+        else:
+            norms = np.linalg.norm(a) * np.linalg.norm(b)
+            cosine = float(a @ b / norms) if norms > 0 else float(np.array_equal(a, b))
+            if not cosine >= REDUCED_MIN_COSINE:
+                return f"output '{name}': cosine similarity {cosine:.4f} < {REDUCED_MIN_COSINE}"
+    return None
+
+
+def _check_inputs(model, module, precision: str, int8) -> list[dict]:
+    from edgec.runtime.bench import make_inputs
+
+    if precision == "int8" and int8 is not None and int8.calib:
+        from edgec.quantize.calibration import calibration_inputs
+
+        return calibration_inputs(int8.calib, model, VERIFY_SAMPLES)
+    return [make_inputs(module.inputs, None)]
+
+
+def _interleaved_p50(modules: dict, feeds: dict) -> dict[str, float]:
+    from edgec.runtime.bench import time_calls
+
+    times: dict[str, list[float]] = {name: [] for name in modules}
+    for _ in range(ROUNDS):
+        for name, module in modules.items():
+            times[name] += time_calls(lambda m=module: m.run(feeds), warmup=2, iters=CALLS_PER_ROUND)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def compile_auto(model_path: str | os.PathLike, target: str, output: str | os.PathLike, precision: str = "fp32",
+                 input_shapes: dict | None = None, **compile_args):
+    """Like `compile_model`, choosing the backend by measurement; returns the chosen CompileResult."""
+    import edgec.runtime as rt
+    from edgec.compiler import compile_model
+    import onnxruntime as ort
+
+    from edgec.frontend.loader import load_model
+    from edgec.runtime.artifact import read_artifact, write_artifact
+
+    start = time.perf_counter()
+    model_path = str(model_path)
+    tgt = resolve_target(target)
+    check_host_target(tgt)
+    names = candidates(tgt, precision)
+    if not names:
+        raise UnsupportedError(f"--backend auto: no backend compiles precision '{precision}' for target '{tgt.name}'")
+    source = load_model(model_path, input_shapes)
+    reference = ort.InferenceSession(source.SerializeToString(), providers=["CPUExecutionProvider"])
+    records: dict[str, dict] = {}
+    modules, results = {}, {}
+    with tempfile.TemporaryDirectory(prefix="edgec-auto-") as tmp:
+        checks = None
+        for name in names:
+            try:
+                result = compile_model(model_path, target, Path(tmp) / f"{name}.edgec", backend=name,
+                                       precision=precision, input_shapes=input_shapes, **compile_args)
+                module = rt.load(result.path, device="cuda" if tgt.device == "cuda" else "cpu")
+            except EdgecError as e:
+                records[name] = {"verdict": "failed", "error": str(e)}
+                continue
+            checks = checks or _check_inputs(source, module, precision, compile_args.get("int8"))
+            problem = verify([module.run(f) for f in checks], [reference.run(None, f) for f in checks], precision)
+            records[name] = {"verdict": "rejected", "error": problem} if problem else {"verdict": "verified"}
+            results[name] = result
+            if not problem:
+                modules[name] = module
+        if not modules:
+            reasons = "; ".join(f"{n}: {r['error']}" for n, r in records.items())
+            raise EdgecError(f"--backend auto: no candidate backend compiled and verified ({reasons})")
+        for name, p50 in _interleaved_p50(modules, checks[0]).items():
+            records[name]["p50_ms"] = round(p50, 4)
+            records[name]["compile_s"] = round(results[name].seconds, 2)
+        chosen = min(modules, key=lambda n: records[n]["p50_ms"])
+        manifest, files = read_artifact(results[chosen].path)
+        selection = {"chosen": chosen, "method": f"median of {ROUNDS}x{CALLS_PER_ROUND} interleaved calls on "
+                                                 "this host, after verification against ONNX Runtime fp32",
+                     "candidates": records}
+        manifest = {k: v for k, v in manifest.items() if k not in ("files", "schema_version")}
+        written = write_artifact(output, dict(manifest, backend_selection=selection), files)
+        result = results[chosen]
+        result.path, result.manifest, result.seconds = Path(output), written, time.perf_counter() - start
+        return result
