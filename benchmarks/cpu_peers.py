@@ -2,12 +2,14 @@
 
 edgec (TVM backend, schedule rules only: no tuning database) vs ONNX Runtime vs OpenVINO vs
 PyTorch eager, on ResNet-18-224, MobileNetV2-224 (torchvision-shaped, 1000 classes, random
-weights) and LeNet-5, batch 1 and 8. Every runner gets the same input; their calls are
+weights), LeNet-5 and, named `zoo:NAME`, the zoo's trained networks at their zoo input size
+(`--models zoo` for all classifiers), batch 1 and 8. Every runner gets the same input; their calls are
 interleaved in short blocks, round-robin, so machine noise hits all of them alike; the table shows medians and
 the edgec/ONNX Runtime ratio (lower is better; 1.0 = parity).
 
     .venv/bin/python benchmarks/cpu_peers.py                      # full table
     .venv/bin/python benchmarks/cpu_peers.py --models lenet --batches 1 --rounds 50
+    .venv/bin/python benchmarks/cpu_peers.py --models zoo --batches 1
 """
 
 from __future__ import annotations
@@ -37,14 +39,29 @@ def networks() -> dict:
     }
 
 
+ZOO_SKIPPED = ("detector", "detector-raw")  # variable-size NMS outputs: see benchmarks/zoo_matrix.py
+
+
+def zoo_models() -> list[str]:
+    from models import registry
+
+    return [f"zoo:{name}" for name in registry.ZOO if name not in ZOO_SKIPPED]
+
+
 def export(name: str, batch: int, workdir: Path):
     import torch
 
-    build, chw = networks()[name]
-    torch.manual_seed(0)
-    net = build().eval()
+    if name.startswith("zoo:"):
+        from models import registry, train
+
+        net = train.load_trained(name[4:], log=None).eval()
+        chw = registry.get(name[4:]).input_shape[1:]
+    else:
+        build, chw = networks()[name]
+        torch.manual_seed(0)
+        net = build().eval()
     x = torch.rand(batch, *chw)
-    path = workdir / f"{name}_b{batch}.onnx"
+    path = workdir / f"{name.replace(':', '-')}_b{batch}.onnx"
     torch.onnx.export(net, x, str(path), opset_version=17, dynamo=False, input_names=["input"],
                       output_names=["logits"])
     return net, x.numpy(), path
@@ -121,12 +138,13 @@ def main() -> int:
     print(header)
     print("|" + "---|" * 9)
     with tempfile.TemporaryDirectory(prefix="edgec-peers-") as tmp:
-        for name in args.models.split(","):
+        names = [m for spec in args.models.split(",") for m in (zoo_models() if spec == "zoo" else [spec])]
+        for name in names:
             for batch in map(int, args.batches.split(",")):
                 net, x, path = export(name, batch, Path(tmp))
                 fns, notes = runners(net, x, path, Path(tmp))
                 err = float(np.abs(fns["edgec"]() - fns["onnxruntime"]()).max())
-                p50 = measure(fns, args.rounds, 50 if name == "lenet" else 5)
+                p50 = measure(fns, args.rounds, 5 if name in networks() and name != "lenet" else 50)
                 row = {"model": name, "batch": batch, "p50_ms": p50, "ratio_edgec_ort": p50["edgec"] / p50["onnxruntime"],
                        "compile_s": notes["compile_s"], "max_abs_err_vs_ort": err, "notes": notes}
                 rows.append(row)
