@@ -1,6 +1,7 @@
 """edgec on the CPU against the tools its users already have, measured in one run.
 
-edgec (TVM backend, schedule rules only: no tuning database) vs ONNX Runtime vs OpenVINO vs
+edgec (TVM backend: schedule rules, plus the tuning database shipped in tuning/ for this CPU if
+any; `--tuning-db none` for rules only) vs ONNX Runtime vs OpenVINO vs
 PyTorch eager, on ResNet-18-224, MobileNetV2-224 (torchvision-shaped, 1000 classes, random
 weights), LeNet-5 and, named `zoo:NAME`, the zoo's trained networks at their zoo input size
 (`--models zoo` for all classifiers), batch 1 and 8. Every runner gets the same input; their calls are
@@ -67,7 +68,7 @@ def export(name: str, batch: int, workdir: Path):
     return net, x.numpy(), path
 
 
-def runners(net, x: np.ndarray, onnx_path: Path, workdir: Path) -> tuple[dict, dict]:
+def runners(net, x: np.ndarray, onnx_path: Path, workdir: Path, tuning_db: str | None = None) -> tuple[dict, dict]:
     """name -> zero-argument callable returning the output; plus notes (compile time, skips)."""
     import onnxruntime as ort
     import torch
@@ -78,8 +79,9 @@ def runners(net, x: np.ndarray, onnx_path: Path, workdir: Path) -> tuple[dict, d
     notes = {}
     artifact = workdir / (onnx_path.stem + ".edgec")
     start = time.perf_counter()
-    compile_model(onnx_path, "cpu", artifact, backend="tvm")
+    manifest = compile_model(onnx_path, "cpu", artifact, backend="tvm", tuning_db=tuning_db).manifest
     notes["compile_s"] = time.perf_counter() - start
+    notes["kernels_from_db"] = len(manifest["backend_config"].get("tuning", {}).get("kernels_from_db", []))
     model = rt.load(str(artifact), device="cpu")
     name = model.inputs[0][0]
     out = {"edgec": lambda: model.run({name: x})[model.outputs[0][0]]}
@@ -129,6 +131,8 @@ def main() -> int:
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--tuning-db", help="edgec's tuning database (default: the one shipped in tuning/ for this "
+                                             "CPU, if any; 'none': schedule rules only)")
     args = parser.parse_args()
     os.environ.setdefault("TVM_FFI_DISABLE_TORCH_C_DLPACK", "1")
 
@@ -142,7 +146,7 @@ def main() -> int:
         for name in names:
             for batch in map(int, args.batches.split(",")):
                 net, x, path = export(name, batch, Path(tmp))
-                fns, notes = runners(net, x, path, Path(tmp))
+                fns, notes = runners(net, x, path, Path(tmp), args.tuning_db)
                 err = float(np.abs(fns["edgec"]() - fns["onnxruntime"]()).max())
                 p50 = measure(fns, args.rounds, 5 if name in networks() and name != "lenet" else 50)
                 row = {"model": name, "batch": batch, "p50_ms": p50, "ratio_edgec_ort": p50["edgec"] / p50["onnxruntime"],

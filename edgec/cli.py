@@ -127,7 +127,8 @@ def optimize(model: str, output: str, passes: str | None, no_validate: bool, as_
 @click.option("--max-accuracy-drop", type=float, metavar="POINTS",
               help="int8: keep the most sensitive layers in float until top-1 drops at most this much.")
 @click.option("--tuning-db", type=click.Path(file_okay=False),
-              help="Tuning database directory (tensorrt: keeps its timing cache there).")
+              help="Tuning database directory (tvm: from `edgec tune`, default the one shipped in tuning/ for the "
+                   "target if any, 'none' for rules only; tensorrt: keeps its timing cache there).")
 @click.option("--arch", metavar="sm_XX", help="GPU architecture for --target cuda on a machine without that GPU.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]DIMS",
               help="Fix an input's shape, e.g. input=1x1x28x28 (repeatable).")
@@ -147,8 +148,9 @@ def compile_cmd(model, target, backend, precision, calib, calib_method, calib_sa
     if (calib or max_accuracy_drop is not None) and precision != "int8":
         raise EdgecError("--calib and --max-accuracy-drop are only used with --precision int8")
     int8 = Int8Options(calib, calib_method, calib_samples, max_accuracy_drop)
-    if tuning_db and backend != "tensorrt":
-        raise UnsupportedError("--tuning-db: tuning databases are not supported by this edgec version yet")
+    if tuning_db and backend == "ort":
+        raise UnsupportedError("--tuning-db: backend 'ort' has no tuning database; use it with --backend tvm "
+                               "(databases from `edgec tune`) or tensorrt (its timing cache)")
     target = cuda_target_name(target, arch)
     shapes = parse_input_shapes(input_shapes)
     if backend == "auto":
@@ -168,6 +170,35 @@ def compile_cmd(model, target, backend, precision, calib, calib_method, calib_sa
         click.echo(f"  {name}: {record['verdict']}, {measured}")
     click.echo(f"wrote {result.path} ({result.manifest['backend']}, target {target}, {precision}, "
                f"{size / 1024:.1f} KiB) in {result.seconds:.1f} s")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--target", required=True, help="A target this host runs: cpu, x86-64-avx2, ...")
+@click.option("--trials", default=64, show_default=True, type=int,
+              help="Candidate schedules to measure, in all (MetaSchedule spreads them over the kernels).")
+@click.option("--tuning-db", required=True, type=click.Path(file_okay=False),
+              help="Database directory: created if missing; kernels already in it are skipped.")
+@click.option("--backend", default="tvm", show_default=True, type=click.Choice(("tvm",)))
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]DIMS",
+              help="Fix an input's shape, as for compile (symbolic shapes cannot be tuned).")
+@click.option("--json", "as_json", is_flag=True, help="Print the tuning report as JSON.")
+def tune(model, target, trials, tuning_db, backend, input_shapes, as_json) -> None:
+    """Tune MODEL's kernels for TARGET with MetaSchedule; `compile --tuning-db` then uses the winners."""
+    from edgec.frontend.shapes import parse_input_shapes
+    from edgec.tune.tuner import tune_model
+
+    report = tune_model(model, target, trials, tuning_db, parse_input_shapes(input_shapes),
+                        log=lambda line: click.echo(line, err=True))
+    if as_json:
+        _echo_json(report.to_json())
+        return
+    for k in report.tuned:
+        faster = k["best_ms"] is not None and k["rules_ms"] is not None and k["best_ms"] < k["rules_ms"]
+        click.echo(f"  {k['task']}: rules {k['rules_ms']} ms, tuned {k['best_ms']} ms ({k['trials']} trials)"
+                   + (" -> database" if faster else " -> rules"))
+    click.echo(f"tuned {len(report.tuned)} of {report.kernels} kernels ({len(report.already_tuned)} already in "
+               f"{report.database}) in {report.seconds:.1f} s")
 
 
 @cli.command()

@@ -105,9 +105,9 @@ def test_report_writes_contract_files(tmp_path):
     int8 = rows[("ort", "cpu", "int8")]  # calibrated on digits' training split, measured on the held-out one
     assert int8["status"] == "ok" and "minmax calibration on 64 samples" in int8["note"]
     assert report["reference"]["accuracy"] - int8["accuracy"] <= 0.01 and int8["top1_agreement"] >= 0.97
-    tvm_int8 = rows[("tvm", "cpu", "int8")]
-    assert tvm_int8["status"] == "unsupported" and "precision 'int8'" in tvm_int8["note"]
-    assert tvm_int8["accuracy"] is None and tvm_int8["latency_ms"] is None
+    tvm_int8 = rows[("tvm", "cpu", "int8")]  # integer kernels (tvm_rewrites.integer_qdq), same QDQ model
+    assert tvm_int8["status"] == "ok", tvm_int8["note"]
+    assert report["reference"]["accuracy"] - tvm_int8["accuracy"] <= 0.01
     avx512 = rows[("tvm", "x86-64-avx512", "fp32")]
     if "avx512f" in report["host"]["cpu_features"]:
         assert avx512["status"] == "ok"
@@ -161,7 +161,7 @@ def test_optimize_writes_model_and_records(tmp_path, lenet_onnx):
     (("compile", "LENET", "--target", "cpu", "--input-shape", "image=1x1x28x28", "-o", "x.edgec"),
      "edgec: error: LENET: --input-shape names 'image', but the model's inputs are input"),
     (("compile", "LENET", "--target", "cpu", "--precision", "int8", "-o", "x.edgec"),
-     "edgec: error: backend 'tvm' does not support precision 'int8' yet (it supports fp32, fp16)"),
+     "edgec: error: --precision int8 needs calibration data: add --calib digits or --calib DATA.npz"),
     (("bench", "missing.edgec"), "edgec: error: missing.edgec: no such artifact file (create one with `edgec compile`)"),
     (("export", "nosuchmodel", "-o", "x.onnx"),
      "edgec: error: unknown zoo model 'nosuchmodel'; known: ZOO; or pass MODULE:CALLABLE returning a torch.nn.Module"),

@@ -67,7 +67,7 @@ def test_tuning_db_still_refused_for_other_backends(tmp_path):
     proc = run_edgec("compile", _relu(tmp_path / "relu.onnx"), "--target", "cpu", "--backend", "ort",
                      "--tuning-db", tmp_path / "db", "-o", tmp_path / "out.edgec")
     assert proc.returncode == 2
-    assert proc.stderr.startswith("edgec: error: --tuning-db: tuning databases are not supported")
+    assert proc.stderr.startswith("edgec: error: --tuning-db: backend 'ort' has no tuning database")
 
 
 def test_tensorrt_backend_refuses_cpu_targets():

@@ -13,15 +13,17 @@ from edgec.errors import EdgecError, InternalError, UnsupportedError
 from edgec.frontend.loader import graph_inputs, node_label
 from edgec.passes import PassContext, lower_rnn
 from edgec.targets import Target, cuda_arch
+from edgec.tune.store import NO_DATABASE
 
 os.environ.setdefault("TVM_FFI_DISABLE_TORCH_C_DLPACK", "1")
 
 
 class TvmBackend(Backend):
-    """CPU (x86-64, aarch64 cross) with edgec's schedule rules; CUDA (incl. Jetson) with dlight, fp32/fp16."""
+    """CPU (x86-64, aarch64 cross) with edgec's schedule rules, fp32/int8; CUDA (incl. Jetson) with dlight,
+    fp32/fp16. int8 lowers the QDQ model's conv/matmul to integer kernels (`tvm_rewrites.integer_qdq`)."""
 
     name = "tvm"
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16", "int8")
     devices = ("cpu", "cuda")
     nms_strategy = "relax.vision.all_class_non_max_suppression (rows trimmed to the valid count)"
 
@@ -33,33 +35,28 @@ class TvmBackend(Backend):
         if options.precision == "fp16" and target.device != "cuda":
             raise UnsupportedError(f"backend 'tvm' compiles fp16 for CUDA targets only; for target '{target.name}' "
                                    "use fp32, or --backend ort --precision fp16")
+        if options.precision == "int8" and target.device != "cpu":
+            raise UnsupportedError(f"backend 'tvm' compiles int8 for CPU targets only; for target '{target.name}' "
+                                   "use fp32/fp16, or --backend tensorrt --precision int8")
         if target.device == "cuda":
+            if options.tuning_db not in (None, NO_DATABASE):
+                raise UnsupportedError(f"--tuning-db: backend 'tvm' applies tuning databases to CPU targets only, "
+                                       f"and '{target.name}' is a CUDA target; compile without --tuning-db")
             tvm_cubin.nvcc_version(target)  # raises naming nvcc when it is missing
 
     def compile(self, model: onnx.ModelProto, target: Target, options: CompileOptions) -> Payload:
         import tvm
-        from tvm.relax.frontend.onnx import from_onnx
 
         link_options = tvm_link.export_options(target)  # first: a missing cross linker fails before the slow work
         config = {"entry": "main", "executor": "relax.vm"}
         if target.device == "cuda":  # kernels as a cubin for the target's SM (nvcc), not source
             config["cuda"] = {"arch": cuda_arch(target), "kernels": "cubin", "nvcc": tvm_cubin.nvcc_version(target)}
             link_options["fpack_imports"] = tvm_cubin.fpack_imports(target)
-        lowered = []
-        if lower_rnn.has_recurrent_ops(model):  # TVM's importer has no RNN/GRU/LSTM converter
-            model = lower_rnn.run(model, PassContext(model_path=options.model_path))
-            lowered.append("lower_rnn")
-        check_ops_supported(model, options.model_path)
-        dtypes = {v.name: onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
-                  for v in graph_inputs(model)}
-        try:
-            mod = from_onnx(model, dtype_dict=dtypes, keep_params_in_input=False)
-        except Exception as e:  # TVM raises TVMError/ValueError/... from deep in the importer
-            raise EdgecError(f"{options.model_path}: TVM could not import the model: {_error_summary(e)}; "
-                             "try --backend ort") from None
+        tuned = tuned_kernels(options.tuning_db, target)
+        mod, lowered = import_relax(model, options.model_path)
         try:
             executable = tvm.compile(mod, target=tvm.target.Target(target.tvm),
-                                     relax_pipeline=tvm_pipeline.relax_pipeline(target, options))
+                                     relax_pipeline=tvm_pipeline.relax_pipeline(target, options, tuned))
             with tempfile.TemporaryDirectory(prefix="edgec-tvm-") as tmp:
                 lib_path = os.path.join(tmp, "model.so")
                 executable.export_library(lib_path, **link_options)
@@ -70,7 +67,41 @@ class TvmBackend(Backend):
         except Exception as e:
             raise InternalError(f"{options.model_path}: TVM failed to compile for target '{target.name}': "
                                 f"{_error_summary(e)}") from None
+        if tuned is not None:
+            config["tuning"] = tuned.summary()
         return Payload({"model.so": library}, dict(config, lowered=lowered))
+
+
+def import_relax(model: onnx.ModelProto, model_path: str):
+    """(Relax IRModule, names of the lowering passes run first): TVM's ONNX import, as compile and tune do it."""
+    from tvm.relax.frontend.onnx import from_onnx
+
+    lowered = []
+    if lower_rnn.has_recurrent_ops(model):  # TVM's importer has no RNN/GRU/LSTM converter
+        model = lower_rnn.run(model, PassContext(model_path=model_path))
+        lowered.append("lower_rnn")
+    check_ops_supported(model, model_path)
+    dtypes = {v.name: onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
+              for v in graph_inputs(model)}
+    try:
+        return from_onnx(model, dtype_dict=dtypes, keep_params_in_input=False), lowered
+    except Exception as e:  # TVM raises TVMError/ValueError/... from deep in the importer
+        raise EdgecError(f"{model_path}: TVM could not import the model: {_error_summary(e)}; "
+                         "try --backend ort") from None
+
+
+def tuned_kernels(tuning_db: str | None, target: Target):
+    """The tuning database's kernels for target (edgec.tune.apply.TunedKernels): tuning_db's, else the one
+    shipped in the repository's tuning/ for this target if any; None for "none" or when there is none."""
+    from edgec.tune.apply import TunedKernels
+    from edgec.tune.store import SHIPPED, Store
+
+    if tuning_db == NO_DATABASE or target.device == "cuda":
+        return None
+    if tuning_db is None:
+        shipped = Store(SHIPPED, target).exists()
+        return TunedKernels.load(str(SHIPPED), target, label="tuning/ (shipped)") if shipped else None
+    return TunedKernels.load(tuning_db, target)
 
 
 def nms_unsupported(model: onnx.ModelProto, node: onnx.NodeProto) -> str | None:

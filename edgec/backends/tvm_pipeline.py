@@ -1,17 +1,20 @@
 """The Relax compilation pipeline the TVM backend uses for a target.
 
 CPU (`llvm` targets), in order:
-1. Relax rewrites that give the heavy ops GEMM shape: Clip kernels lifted back to Relax ops
-   (`tvm_rewrites.lift_clip`), then conv2d converted to NHWC activations with HWIO weights
+1. Relax rewrites that give the heavy ops GEMM shape: an int8 (QDQ) model's conv/matmul lowered to
+   u8 x s8 -> int32 ops with a requantize epilogue (`tvm_rewrites.integer_qdq`), Clip kernels
+   lifted back to Relax ops (`tvm_rewrites.lift_clip`), then conv2d converted to NHWC activations with HWIO weights
    (`ConvertLayout`): output channels become the unit-stride axis of both the output and the
    weights, so one output-channel vector is one contiguous weight load times one broadcast input.
    Weight transposes are constants and fold away in numpy (`fold_constant_moves`); elementwise ops
-   and pooling follow the layout.
+   and pooling follow the layout; zero-point pads follow it too (`tvm_rewrites.pad_layout`).
 2. TVM's CPU legalization and fusion (LegalizeOps, FuseOps, FuseTIR): bias, folded BatchNorm,
    ReLU/Clip and residual adds end up in the conv/matmul kernel as epilogue blocks. Constant
    kernels are evaluated with one build for the whole model (`fold_constant_calls`), not Relax
    FoldConstant's one build per weight shape.
-3. edgec's schedule rules (`tvm_schedules.cpu_rules`) on every PrimFunc; a function no rule
+3. With a tuning database (`edgec tune`, edgec/tune/), MetaSchedule's schedule for each kernel whose
+   measured time beat the rules' (`edgec.tune.apply`).
+   Then edgec's schedule rules (`tvm_schedules.cpu_rules`) on every other PrimFunc; a function no rule
    takes keeps TVM's default lowering. The Gemm rule repacks constant weights into the panels
    its micro-kernel streams; SplitLayoutRewritePreproc turns each repack into its own call, which
    is folded into a new constant.
@@ -29,8 +32,9 @@ from edgec.targets import Target
 CONV2D_LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"], "relax.nn.conv2d_transpose": ["NCHW", "IOHW"]}
 
 
-def relax_pipeline(target: Target, options: CompileOptions):
-    """What `tvm.compile(..., relax_pipeline=...)` takes for `target`."""
+def relax_pipeline(target: Target, options: CompileOptions, tuned=None):
+    """What `tvm.compile(..., relax_pipeline=...)` takes for `target`; `tuned` (edgec.tune.apply.TunedKernels)
+    schedules the kernels a tuning database has better schedules for, before the rules."""
     import tvm
 
     from edgec.backends.tvm_determinism import canonical_shape_funcs
@@ -40,35 +44,49 @@ def relax_pipeline(target: Target, options: CompileOptions):
         from edgec.backends import tvm_cuda
 
         return tvm.transform.Sequential([tvm_cuda.relax_pipeline(target, options), canonical_shape_funcs()])
-    return tvm.transform.Sequential([cpu_pipeline(tvm_target), canonical_shape_funcs()])
+    return tvm.transform.Sequential([cpu_pipeline(tvm_target, tuned), canonical_shape_funcs()])
 
 
-def cpu_pipeline(tvm_target):
-    """edgec's CPU pipeline as one module pass (rewrites, legalize + fuse, schedule rules, lowering)."""
-    import tvm
+def cpu_fused_passes(tvm_target) -> list:
+    """Steps 1-2 of the CPU pipeline (rewrites, legalize + fuse): the kernels the rules (or a tuning
+    database) schedule. Run them under `with tvm_target`."""
     from tvm import relax
     from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
-    from tvm.s_tir import dlight
 
     from edgec.backends.tvm_rewrites.fold_constant_calls import fold_constant_calls
     from edgec.backends.tvm_rewrites.fold_constant_moves import fold_constant_moves
     from edgec.backends.tvm_rewrites.integer_qdq import integer_qdq
     from edgec.backends.tvm_rewrites.lift_clip import lift_clip
     from edgec.backends.tvm_rewrites.pad_layout import pad_layout
+
+    passes = [integer_qdq, lift_clip, relax.transform.ConvertLayout(CONV2D_LAYOUT), pad_layout,
+              fold_constant_moves]
+    passes += cpu_generic.library_dispatch_passes(tvm_target)
+    passes += [relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
+               fold_constant_calls,  # weight transposes from ConvertLayout, in one build
+               relax.transform.FoldConstant(),
+               relax.transform.FuseOps(), relax.transform.FuseTIR(),
+               relax.transform.AttachAttrLayoutFreeBuffers()]
+    return passes
+
+
+def cpu_pipeline(tvm_target, tuned=None):
+    """edgec's CPU pipeline as one module pass (rewrites, legalize + fuse, tuned kernels, schedule rules,
+    lowering)."""
+    import tvm
+    from tvm import relax
+    from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
+    from tvm.s_tir import dlight
+
+    from edgec.backends.tvm_rewrites.fold_constant_calls import fold_constant_calls
     from edgec.backends.tvm_schedules import cpu_rules
 
     @tvm.transform.module_pass(opt_level=0, name="edgec.CpuPipeline")
     def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         with tvm_target:
-            passes = [integer_qdq, lift_clip, relax.transform.ConvertLayout(CONV2D_LAYOUT), pad_layout,
-                      fold_constant_moves]
-            passes += cpu_generic.library_dispatch_passes(tvm_target)
-            passes += [relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
-                       fold_constant_calls,  # weight transposes from ConvertLayout, in one build
-                       relax.transform.FoldConstant(),
-                       relax.transform.FuseOps(), relax.transform.FuseTIR(),
-                       relax.transform.AttachAttrLayoutFreeBuffers(),
-                       dlight.ApplyDefaultSchedule(*cpu_rules()),
+            passes = cpu_fused_passes(tvm_target)
+            passes += [tuned.apply_pass()] if tuned is not None else []  # before the rules, which skip them
+            passes += [dlight.ApplyDefaultSchedule(*cpu_rules()),
                        relax.transform.SplitLayoutRewritePreproc(),  # weight repacks become their own calls
                        fold_constant_calls]  # ... evaluated now on the constant weights
             passes += cpu_generic.dataflow_lower_passes(tvm_target)

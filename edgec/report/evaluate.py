@@ -174,7 +174,8 @@ def _measure(rt, compile_model, subject, data, ref, backend, target, precision, 
                     compile_s=result.seconds)
     err = np.abs(outs.astype(np.float64) - ref.astype(np.float64))
     quant = result.manifest.get("quantization")
-    note = "" if not quant else (f"int8 QDQ, {quant['calibration']['method']} calibration on "
+    note = "" if not quant else (f"int8 QDQ ({quant['activations']} activations; {quant['weights']} weights), "
+                                 f"{quant['calibration']['method']} calibration on "
                                  f"{quant['calibration']['samples']} samples; layers kept float: "
                                  f"{', '.join(quant['kept_float']) or 'none'}")
     return _row(backend, target, precision, note=note, accuracy=accuracy(outs, data.y),

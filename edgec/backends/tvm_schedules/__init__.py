@@ -10,18 +10,20 @@ from __future__ import annotations
 
 from edgec.backends.tvm_schedules.gemm import Gemm
 from edgec.backends.tvm_schedules.injective import Injective
+from edgec.backends.tvm_schedules.int8_gemm import Int8Gemm
 
 
 def cpu_rules() -> list:
     """The CPU rule stack, most specific first.
 
-    Gemm (conv2d, matmul/dense, pooling, spatial reductions), then TVM's own CPU Reduction rule
+    Int8Gemm (u8 x s8 -> int32 conv2d/matmul on x86 dot-product instructions), then Gemm (conv2d,
+    matmul/dense, pooling, spatial reductions), then TVM's own CPU Reduction rule
     (softmax, layer norm: reductions over the innermost axis), then Injective (elementwise,
     broadcast, transpose, pad chains).
     """
     from tvm.s_tir.dlight.cpu import Reduction
 
-    return [Gemm(), Reduction(), Injective()]
+    return [Int8Gemm(), Gemm(), Reduction(), Injective()]
 
 
-__all__ = ["Gemm", "Injective", "cpu_rules"]
+__all__ = ["Gemm", "Injective", "Int8Gemm", "cpu_rules"]

@@ -1,0 +1,241 @@
+"""Lower QDQ convolutions and matmuls to integer arithmetic (u8/s8 products, int32 accumulation).
+
+Pattern (what ONNX Runtime's QDQ quantizer emits, imported by TVM's ONNX frontend):
+    conv2d(dequantize(x_q, s_x, z_x), dequantize(W_q, s_w, 0, axis=0))        [NCHW / OIHW]
+    matmul(dequantize(x_q, s_x, z_x), permute_dims(dequantize(W_q, s_w, 0, axis=0)))  [Gemm, transB]
+    matmul(dequantize(x_q, s_x, z_x), dequantize(W_q, s_w, 0, axis=1))        [MatMul]
+with x_q uint8/int8 and a per-tensor s_x, z_x; W_q an int8 constant, symmetric (zero point 0),
+per output channel or per tensor; s_x, z_x, s_w constants.
+
+Rewrite: the float result is `s_x * s_w[c] * (sum(x_q * W_q) - z_x * sum(W_q[c]))`:
+    acc = conv2d|matmul(x_q, W_q, out_dtype="int32")
+    out = astype(acc - z_x * sum(W_q[c]), float32) * (s_x * s_w[c])
+The correction `z_x * sum(W_q[c])` and the scale are per-channel constants computed here. Padding
+with z_x (an explicit pad) makes a padded tap contribute z_x * w, which the correction removes, as
+zero does in float; with z_x = 0 (after a ReLU) the conv keeps its own zero padding. Input channels
+are padded to a multiple of 4 (zero weights) for the dot-product kernels; int8 activations are
+shifted to uint8 (x + 128, z_x + 128). The int32 bias (scale s_x * s_w) is taken off the correction.
+Then every per-tensor quantize/dequantize becomes elementwise ops (which ConvertLayout carries
+through NHWC), a quantize's 1 / s_y merged into the rescale: FuseOps fuses the requantize epilogue
+`round(acc' * m[c]) + z_y, clipped, cast`, and residual adds of dequantized tensors, into the
+conv/matmul kernel. Depthwise convs are lowered too (int32 vector code, no dot product); other grouped
+convs and per-channel activations stay float (dequantize -> op -> quantize).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+QUANTIZED_INPUTS = ("uint8", "int8")
+DOT_K = 4  # input channels are padded to a multiple of this: x86 dot products take 4 u8 x s8 at once
+
+
+def _op_name(expr) -> str | None:
+    return expr.op.name if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) else None
+
+
+def _scalar(expr) -> float | None:
+    """A constant holding one value (any rank), as a Python number."""
+    if isinstance(expr, tvm.ir.Constant) and expr.value.numpy().size == 1:
+        return expr.value.numpy().reshape(()).item()
+    return None
+
+
+@mutator
+class _IntegerLowering(PyExprMutator):
+    """First round (`elementwise=False`): conv2d/matmul; second: the remaining per-tensor (de)quantizes."""
+
+    def __init__(self, mod: tvm.IRModule, elementwise: bool):
+        super().__init__(mod)
+        self.elementwise = elementwise
+
+    def _producer(self, expr):
+        if isinstance(expr, relax.Var):
+            bound = self.lookup_binding(expr)
+            return bound if bound is not None else expr
+        return expr
+
+    def _activation(self, expr):
+        """(x_q, s_x, z_x) for dequantize(x_q) with per-tensor constant parameters, else None."""
+        dq = self._producer(expr)
+        if _op_name(dq) != "relax.dequantize":
+            return None
+        x_q, scale, zero = dq.args
+        s_x, z_x = _scalar(self._producer(scale)), _scalar(self._producer(zero))
+        if s_x is None or z_x is None or str(x_q.ty.dtype) not in QUANTIZED_INPUTS:
+            return None
+        if str(x_q.ty.dtype) == "int8":  # as uint8 (x + 128, zero point + 128): the u8 x s8 dot products
+            shifted = relax.op.add(relax.op.astype(x_q, "int32"), relax.const(128, "int32"))
+            return relax.op.astype(shifted, "uint8"), float(s_x), int(z_x) + 128
+        return x_q, float(s_x), int(z_x)
+
+    def _weight(self, expr, channel_axis: int):
+        """(W_q int8 array, per-channel scale array) for dequantize(constant) with zero point 0, else None."""
+        dq = self._producer(expr)
+        if _op_name(dq) != "relax.dequantize":
+            return None
+        w_q, scale, zero = (self._producer(a) for a in dq.args)
+        if not all(isinstance(a, tvm.ir.Constant) for a in (w_q, scale, zero)):
+            return None
+        w, s, z = w_q.value.numpy(), scale.value.numpy().astype(np.float64), zero.value.numpy()
+        if w.dtype != np.int8 or np.any(z != 0):
+            return None
+        if s.size == 1:
+            s = np.full(w.shape[channel_axis], s.reshape(()))
+        elif s.size != w.shape[channel_axis] or int(dq.attrs.axis) != channel_axis:
+            return None
+        return w, s
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        name = _op_name(call)
+        if self.elementwise:
+            lowered = self._elementwise_qdq(call) if name in ("relax.quantize", "relax.dequantize") else None
+        elif name == "relax.nn.conv2d":
+            lowered = self._conv2d(call)
+        elif name == "relax.matmul":
+            lowered = self._matmul(call)
+        elif name == "relax.add":
+            lowered = self._fold_bias(call)
+        else:
+            lowered = None
+        return call if lowered is None else lowered
+
+    def _conv2d(self, call: relax.Call):
+        attrs, groups = call.attrs, int(call.attrs.groups)
+        if attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW" or str(call.ty.dtype) != "float32":
+            return None
+        x, w = self._activation(call.args[0]), self._weight(call.args[1], 0)
+        if x is None or w is None:
+            return None
+        (x_q, s_x, z_x), (w_q, s_w) = x, w
+        depthwise = groups == w_q.shape[0] and w_q.shape[1] == 1
+        if not _accumulates_in_int32(w_q[0].size) or (groups != 1 and not depthwise):
+            return None
+        correction = z_x * w_q.reshape(w_q.shape[0], -1).sum(axis=1, dtype=np.int64)
+        padding = [int(p) for p in attrs.padding]  # top, left, bottom, right
+        extra_channels = 0 if depthwise else -w_q.shape[1] % DOT_K
+        if extra_channels:  # zero weights: the padded channels add nothing, whatever their activations
+            w_q = np.pad(w_q, [(0, 0), (0, extra_channels), (0, 0), (0, 0)])
+        if extra_channels or (z_x and any(padding)):
+            top, left, bottom, right = padding
+            x_q = relax.op.nn.pad(x_q, [0, 0, 0, extra_channels, top, bottom, left, right], pad_value=float(z_x))
+            padding = [0, 0, 0, 0]
+        acc = relax.op.nn.conv2d(x_q, _weight_const(w_q, k_axis=1), strides=attrs.strides, padding=padding,
+                                 dilation=attrs.dilation, groups=groups, out_dtype="int32")
+        return _rescale(acc, correction, s_x * s_w, channel_shape=(1, -1, 1, 1))
+
+    def _matmul(self, call: relax.Call):
+        if str(call.ty.dtype) != "float32" or call.args[1].ty.ndim != 2:
+            return None
+        x = self._activation(call.args[0])
+        rhs = self._producer(call.args[1])
+        if _op_name(rhs) == "relax.permute_dims" and [int(a) for a in rhs.attrs.axes] == [1, 0]:
+            w = self._weight(rhs.args[0], 0)  # Gemm transB: W_q is [N, K]
+            w = None if w is None else (w[0].T, w[1])
+        else:
+            w = self._weight(rhs, 1)  # MatMul: W_q is [K, N]
+        if x is None or w is None:
+            return None
+        (x_q, s_x, z_x), (w_q, s_w) = x, w
+        if not _accumulates_in_int32(w_q.shape[0]):
+            return None
+        acc = relax.op.matmul(x_q, _weight_const(np.ascontiguousarray(w_q), k_axis=0), out_dtype="int32")
+        return _rescale(acc, z_x * w_q.sum(axis=0, dtype=np.int64), s_x * s_w, channel_shape=(-1,))
+
+
+    def _fold_bias(self, call: relax.Call):
+        """add(rescaled, dequantize(b_q, s_x * s_w)) -> the rescale with b_q taken off the correction: the
+        int32 bias ONNX Runtime quantizes with the accumulator's scale is added in integers, for free."""
+        rescaled, bias = (self._producer(a) for a in call.args)
+        if _op_name(bias) == "relax.reshape":
+            bias = self._producer(bias.args[0])
+        if _op_name(rescaled) != "relax.multiply" or _op_name(bias) != "relax.dequantize":
+            return None
+        cast = self._producer(rescaled.args[0])
+        shifted = self._producer(cast.args[0]) if _op_name(cast) == "relax.astype" else None
+        if _op_name(shifted) != "relax.subtract" or _op_name(self._producer(shifted.args[0])) not in (
+                "relax.nn.conv2d", "relax.matmul") or str(shifted.args[0].ty.dtype) != "int32":
+            return None
+        b_q, b_scale, b_zero = (self._producer(a) for a in bias.args)
+        correction, scale = (self._producer(a) for a in (shifted.args[1], rescaled.args[1]))
+        if not all(isinstance(a, tvm.ir.Constant) for a in (b_q, b_scale, b_zero, correction, scale)):
+            return None
+        b, corr, sc = b_q.value.numpy(), correction.value.numpy(), scale.value.numpy()
+        if (b.dtype != np.int32 or np.any(b_zero.value.numpy() != 0) or b.size != corr.size
+                or not np.allclose(np.broadcast_to(b_scale.value.numpy(), b.shape), sc.reshape(-1), rtol=1e-6)):
+            return None
+        folded = corr.astype(np.int64) - b.astype(np.int64).reshape(corr.shape)
+        if np.abs(folded).max(initial=0) >= 2**31:
+            return None
+        acc = relax.op.subtract(shifted.args[0], relax.const(folded.astype(np.int32)))
+        return relax.op.multiply(relax.op.astype(acc, "float32"), rescaled.args[1])
+
+    def _elementwise_qdq(self, call: relax.Call):
+        """Per-tensor (de)quantize as elementwise ops, which ConvertLayout carries through in NHWC."""
+        data, scale, zero = call.args
+        s, z = _scalar(self._producer(scale)), _scalar(self._producer(zero))
+        if s is None or z is None:
+            return None
+        z = relax.const(np.float32(z))
+        if _op_name(call) == "relax.dequantize":
+            if str(call.ty.dtype) != "float32":
+                return None
+            return relax.op.multiply(relax.op.subtract(relax.op.astype(data, "float32"), z), relax.const(np.float32(s)))
+        dtype = str(call.ty.dtype)
+        if dtype not in QUANTIZED_INPUTS or str(data.ty.dtype) != "float32":
+            return None
+        info = np.iinfo(dtype)
+        # x * (1 / s), not x / s: a multiply is several times cheaper than a divide in the epilogue; the
+        # two differ by at most one ulp before rounding, so at most one step on an exact .5 tie. A
+        # constant factor of x (a conv's rescale) is merged into it.
+        factor, producer = 1 / np.float64(s), self._producer(data)
+        if _op_name(producer) == "relax.multiply" and isinstance(self._producer(producer.args[1]), tvm.ir.Constant):
+            data, factor = producer.args[0], self._producer(producer.args[1]).value.numpy().astype(np.float64) * factor
+        q = relax.op.add(relax.op.round(relax.op.multiply(data, relax.const(np.float32(factor)))), z)
+        q = relax.op.minimum(relax.op.maximum(q, relax.const(np.float32(info.min))), relax.const(np.float32(info.max)))
+        return relax.op.astype(q, dtype)
+
+
+def _accumulates_in_int32(reduction: int) -> bool:
+    """True when `reduction` u8 x s8 products (and the zero-point correction) cannot overflow int32."""
+    return reduction * 255 * 128 < 2**31
+
+
+def _weight_const(w_q: np.ndarray, k_axis: int) -> relax.Constant:
+    """W_q as int8, or as int16 where the target's u8 x s8 pair sums (vpmaddubsw) could saturate int16:
+    255 * (|w[2j]| + |w[2j + 1]|) along the reduction axis must stay <= 32767 (7-bit weights always do)."""
+    from edgec.backends.tvm_schedules.int8_intrinsics import pmaddubsw_saturates
+
+    target = tvm.target.Target.current(allow_none=True)
+    magnitude = np.abs(w_q.astype(np.int32))
+    if w_q.shape[k_axis] % 2:
+        pair_max = 2 * int(magnitude.max(initial=0))
+    else:
+        pairs = np.moveaxis(magnitude, k_axis, 0)
+        pair_max = int((pairs[0::2] + pairs[1::2]).max(initial=0))
+    if target is not None and pmaddubsw_saturates(target) and 255 * pair_max > np.iinfo(np.int16).max:
+        return relax.const(w_q.astype(np.int16))
+    return relax.const(w_q)
+
+
+def _rescale(acc, correction: np.ndarray, scale: np.ndarray, channel_shape: tuple) -> relax.Expr:
+    """astype(acc - correction, float32) * scale, both per output channel."""
+    shifted = relax.op.subtract(acc, relax.const(correction.astype(np.int32).reshape(channel_shape)))
+    return relax.op.multiply(relax.op.astype(shifted, "float32"),
+                             relax.const(scale.astype(np.float32).reshape(channel_shape)))
+
+
+@tvm.transform.module_pass(opt_level=0, name="edgec.IntegerQDQ")
+def integer_qdq(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+    """Rewrite every matching QDQ conv2d/matmul, then every per-tensor (de)quantize, in the Relax functions."""
+    for elementwise in (False, True):
+        lowering = _IntegerLowering(mod, elementwise)
+        for gvar, func in list(mod.functions_items()):
+            if isinstance(func, relax.Function):
+                mod[gvar] = lowering.visit_expr(func)
+        mod = relax.transform.DeadCodeElimination()(mod)
+    return mod

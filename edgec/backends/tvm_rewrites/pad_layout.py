@@ -1,0 +1,59 @@
+"""Move `permute_dims` above `pad` so padding follows ConvertLayout's NHWC (TVM's pad has no layout rule).
+
+ConvertLayout leaves `pad` in its original layout: `permute_dims(pad(permute_dims(x, to_nchw)), to_nhwc)`
+around the explicit zero-point pads of integer convs (`integer_qdq`). Rewrite:
+    permute_dims(pad(y, widths, v), axes) -> pad(permute_dims(y, axes), widths permuted by axes, v)
+and two stacked permute_dims compose, to nothing when they cancel; the values are the same elements moved.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+
+def _op_name(expr) -> str | None:
+    return expr.op.name if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) else None
+
+
+def _axes(call: relax.Call) -> list[int] | None:
+    axes = call.attrs.axes
+    return None if axes is None else [int(a) for a in axes]
+
+
+@mutator
+class _Sinker(PyExprMutator):
+    def _producer(self, expr):
+        bound = self.lookup_binding(expr) if isinstance(expr, relax.Var) else None
+        return expr if bound is None else bound
+
+    def _permute(self, data, axes: list[int]):
+        inner = self._producer(data)
+        if _op_name(inner) == "relax.permute_dims" and _axes(inner) is not None:
+            axes = [_axes(inner)[a] for a in axes]
+            data = inner.args[0]
+        if axes == list(range(len(axes))):
+            return data
+        return relax.op.permute_dims(data, axes)
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        if _op_name(call) != "relax.permute_dims" or _axes(call) is None:
+            return call
+        pad = self._producer(call.args[0])
+        if _op_name(pad) != "relax.nn.pad" or pad.attrs.pad_mode != "constant":
+            return call
+        axes, widths = _axes(call), [int(w) for w in pad.attrs.pad_width]
+        permuted = [w for a in axes for w in widths[2 * a:2 * a + 2]]
+        return relax.op.nn.pad(self._permute(pad.args[0], axes), permuted, pad_value=pad.attrs.pad_value)
+
+
+@tvm.transform.module_pass(opt_level=0, name="edgec.PadLayout")
+def pad_layout(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+    """Sink layout transposes through every constant pad in the Relax functions."""
+    sinker = _Sinker(mod)
+    for gvar, func in list(mod.functions_items()):
+        if isinstance(func, relax.Function):
+            mod[gvar] = sinker.visit_expr(func)
+    return relax.transform.DeadCodeElimination()(mod)

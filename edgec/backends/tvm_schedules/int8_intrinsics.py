@@ -1,0 +1,114 @@
+"""x86 u8 x s8 -> i32 dot-product tensor intrinsics, and the one a target's CPU features allow.
+
+Every intrinsic computes `C[i] += sum_k int32(A[k]) * int32(B[i, k])` for `lanes` outputs i and
+k < 4: A is 4 consecutive uint8 activations (one int32 broadcast to all lanes), B a contiguous
+`lanes x 4` int8 weight block, C the rules' register tile (`local` scope). The 16-lane VNNI and
+AVX-512BW forms follow TVM's `tvm.s_tir.tensor_intrin.x86`, which is not imported: importing that
+package parses every target's intrinsics (minutes), and its vpdpbusd predates LLVM 21's operand types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tvm.s_tir import TensorIntrin
+from tvm.script import tirx as T
+
+
+@dataclass(frozen=True)
+class DotProduct:
+    name: str  # registered TensorIntrin
+    lanes: int  # int32 outputs per instruction
+    temporaries: int  # vector registers the instruction sequence needs besides operands and accumulators
+
+
+def _desc(lanes: int):
+    @T.prim_func(s_tir=True)
+    def desc(A: T.Buffer((T.int64(4),), "uint8", offset_factor=1),
+             B: T.Buffer((T.int64(lanes), T.int64(4)), "int8", offset_factor=1),
+             C: T.Buffer((T.int64(lanes),), "int32", offset_factor=1, scope="local")) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
+            T.writes(C[0:lanes])
+            for i in T.serial(T.int64(0), T.int64(lanes)):
+                for k in T.serial(T.int64(0), T.int64(4)):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    return desc
+
+
+def _pmaddubsw(lanes: int, pmadd_ub_sw: str, pmadd_wd: str):
+    """u8 x s8 pairs summed in int16 (saturating), then pairs of those in int32 (AVX2, AVX-512BW)."""
+
+    @T.prim_func(s_tir=True)
+    def impl(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((lanes, 4), "int8", offset_factor=1),
+             C: T.Buffer((lanes,), "int32", offset_factor=1, scope="local")) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
+            T.writes(C[0:lanes])
+            a = T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), lanes),
+                              dtype=f"uint8x{4 * lanes}")
+            pairs = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(pmadd_ub_sw), a,
+                                            B.vload([0, 0], dtype=f"int8x{4 * lanes}"), dtype=f"int16x{2 * lanes}")
+            C[T.ramp(T.int32(0), 1, lanes)] += T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(pmadd_wd), pairs, T.broadcast(T.int16(1), 2 * lanes),
+                dtype=f"int32x{lanes}")
+
+    return impl
+
+
+def _vpdpbusd(lanes: int, intrinsic: str):
+    """u8 x s8 quadruples summed straight into the int32 accumulators (VNNI, AVX-VNNI). LLVM 21 retyped
+    the byte operands from <lanes x i32> to <4 * lanes x i8>."""
+    from tvm.target.codegen import llvm_version_major
+
+    a_type, b_type = (f"uint8x{4 * lanes}", f"int8x{4 * lanes}") if llvm_version_major() >= 21 else \
+        (f"int32x{lanes}", f"int32x{lanes}")
+
+    @T.prim_func(s_tir=True)
+    def impl(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((lanes, 4), "int8", offset_factor=1),
+             C: T.Buffer((lanes,), "int32", offset_factor=1, scope="local")) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
+            T.writes(C[0:lanes])
+            C[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(intrinsic), C.vload([0], dtype=f"int32x{lanes}"),
+                T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), lanes), dtype=a_type),
+                T.reinterpret(B.vload([0, 0], dtype=f"int8x{4 * lanes}"), dtype=b_type), dtype=f"int32x{lanes}")
+
+    return impl
+
+
+AVX2 = DotProduct("edgec_dot_8x4_avx2", 8, temporaries=2)  # the int16 pair sums and the ones vector
+AVXVNNI = DotProduct("edgec_dot_8x4_avxvnni", 8, temporaries=0)
+AVX512 = DotProduct("edgec_dot_16x4_avx512", 16, temporaries=2)
+VNNI = DotProduct("edgec_dot_16x4_vnni", 16, temporaries=0)
+
+for _dot, _impl in ((AVX2, _pmaddubsw(8, "llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx2.pmadd.wd")),
+                    (AVX512, _pmaddubsw(16, "llvm.x86.avx512.pmaddubs.w.512", "llvm.x86.avx512.pmaddw.d.512")),
+                    (AVXVNNI, _vpdpbusd(8, "llvm.x86.avx512.vpdpbusd.256")),
+                    (VNNI, _vpdpbusd(16, "llvm.x86.avx512.vpdpbusd.512"))):
+    TensorIntrin.register(_dot.name, _desc(_dot.lanes), _impl, override=True)
+
+
+def dot_product_for(target) -> DotProduct | None:
+    """The fastest dot product the x86 target has: VNNI > AVX-512BW > AVX-VNNI > AVX2; None elsewhere
+    (aarch64 and pre-AVX2 x86 keep the Gemm rule's int32 vector code)."""
+    from tvm.target.codegen import target_has_features
+
+    from edgec.backends.tvm_schedules.target_facts import _triple
+
+    if not _triple(target).startswith("x86_64"):
+        return None
+    for feature, dot in (("avx512vnni", VNNI), ("avx512bw", AVX512), ("avxvnni", AVXVNNI), ("avx2", AVX2)):
+        if target_has_features(feature, target):
+            return dot
+    return None
+
+
+def pmaddubsw_saturates(target) -> bool:
+    """True when the target's dot product adds u8 x s8 pairs in int16 (AVX2, AVX-512BW), which can saturate."""
+    dot = dot_product_for(target)
+    return dot is not None and dot in (AVX2, AVX512)

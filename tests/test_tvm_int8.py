@@ -1,0 +1,146 @@
+"""True integer int8 on the TVM CPU backend: QDQ conv/matmul lowered to u8 x s8 -> int32 kernels.
+
+Numerics: TVM's int8 output must match ONNX Runtime running the same QDQ model within one step of
+the output's quantization (its DequantizeLinear scale): both compute the same integer accumulators,
+and requantization may round a tie differently. Integer-ness: the compiled kernels read uint8/int8
+buffers into int32 accumulators through x86 dot-product instructions (vpmaddubsw on AVX2, vpdpbusd
+for a VNNI target, compiled only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgec.backends import tvm_pipeline
+from edgec.quantize.calibration import calibration_inputs
+from edgec.quantize.int8 import Int8Scheme, quantize, scheme_for
+from edgec.targets import resolve_target
+
+tvm = pytest.importorskip("tvm")
+
+RNG = np.random.default_rng(5)
+HOST = resolve_target("cpu")
+AVX2_ONLY = (HOST.arch == "x86_64" and "avx2" in HOST.cpu_features
+             and not {"avx512bw", "avx512_vnni", "avx_vnni"} & set(HOST.cpu_features))
+
+
+def _build(model: onnx.ModelProto, target: dict | None = None):
+    """(VM executable, asm of its kernels) for `model` through edgec's CPU pipeline."""
+    from tvm.relax.frontend.onnx import from_onnx
+
+    tvm_target = tvm.target.Target(target or HOST.tvm)
+    mod = from_onnx(model, dtype_dict={"input": "float32"}, keep_params_in_input=False)
+    executable = tvm.compile(mod, target=tvm_target, relax_pipeline=tvm_pipeline.cpu_pipeline(tvm_target))
+    return executable, executable.mod.imports[0].inspect_source("asm")
+
+
+def _run(executable, x: np.ndarray) -> np.ndarray:
+    vm = tvm.relax.VirtualMachine(executable, tvm.cpu())
+    return vm["main"](tvm.runtime.tensor(x)).numpy()
+
+
+def _ort(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0]
+
+
+def _output_step(model: onnx.ModelProto) -> float:
+    """The scale of the DequantizeLinear producing the graph output: one quantization step of it."""
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    producer = next(n for n in model.graph.node if n.output[0] == model.graph.output[0].name)
+    assert producer.op_type == "DequantizeLinear"
+    return float(inits[producer.input[1]])
+
+
+def _residual_block() -> onnx.ModelProto:
+    """conv3x3(8->16, pad 1) + ReLU + depthwise conv3x3, plus a 1x1 shortcut conv, added, ReLU: float,
+    quantized by the tests. The input's zero point is not 0 (padding with it), the ReLU output's is."""
+    w = [numpy_helper.from_array((RNG.standard_normal(s) * 0.2).astype(np.float32), n)
+         for n, s in (("w", (16, 8, 3, 3)), ("b", (16,)), ("wd", (16, 1, 3, 3)), ("ws", (16, 8, 1, 1)))]
+    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Conv", ["r", "wd"], ["d"], pads=[1, 1, 1, 1], group=16),
+             helper.make_node("Conv", ["input", "ws"], ["s"]),
+             helper.make_node("Add", ["d", "s"], ["a"]),
+             helper.make_node("Relu", ["a"], ["y"])]
+    graph = helper.make_graph(nodes, "residual",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8, 12, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 12, 12])], w)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.fixture(scope="module")
+def lenet_u8(lenet_onnx):
+    model = onnx.load(lenet_onnx)
+    return quantize(model, calibration_inputs("digits", model, 32), scheme=scheme_for(HOST, False))
+
+
+@pytest.fixture(scope="module", params=[Int8Scheme("uint8", reduce_range=True), Int8Scheme("int8")],
+                ids=["u8-7bit", "s8"])
+def residual_qdq(request):
+    feeds = [{"input": RNG.standard_normal((1, 8, 12, 12)).astype(np.float32)} for _ in range(8)]
+    return quantize(_residual_block(), feeds, scheme=request.param)
+
+
+def test_lenet_int8_matches_ort_within_one_step(lenet_u8):
+    x = RNG.random((4, 1, 28, 28), dtype=np.float32)
+    executable, _ = _build(lenet_u8)
+    diff = np.abs(_run(executable, x) - _ort(lenet_u8, x)).max()
+    assert diff <= _output_step(lenet_u8) * 1.001
+
+
+def test_residual_block_matches_ort_within_one_step(residual_qdq):
+    x = RNG.standard_normal((1, 8, 12, 12)).astype(np.float32)
+    executable, _ = _build(residual_qdq)
+    diff = np.abs(_run(executable, x) - _ort(residual_qdq, x)).max()
+    assert diff <= _output_step(residual_qdq) * 1.001
+
+
+def test_kernels_accumulate_integers():
+    """The fused conv kernels take uint8 activations and int8 weights and accumulate in int32."""
+    model = quantize(_residual_block(), [{"input": RNG.standard_normal((1, 8, 12, 12)).astype(np.float32)}],
+                     scheme=Int8Scheme("uint8", reduce_range=True))
+    mod = tvm.relax.frontend.onnx.from_onnx(model, dtype_dict={"input": "float32"}, keep_params_in_input=False)
+    tvm_target = tvm.target.Target(HOST.tvm)
+    with tvm_target:
+        mod = tvm.transform.Sequential(tvm_pipeline.cpu_fused_passes(tvm_target))(mod)
+    convs = [f for gv, f in mod.functions_items() if "conv2d" in gv.name_hint]
+    assert len(convs) == 3
+    for func in convs:
+        dtypes = {str(p.dtype) for p in func.params}
+        script = func.script()
+        assert {"uint8", "int8"} <= dtypes and "float32" not in {str(p.dtype) for p in func.params[:2]}
+        assert '"int32")' in script and 'T.Cast("int32", ' in script
+
+
+@pytest.mark.skipif(not AVX2_ONLY, reason="the host's dot product is not AVX2's vpmaddubsw")
+def test_avx2_kernels_use_vpmaddubsw(lenet_u8):
+    _, asm = _build(lenet_u8)
+    assert "vpmaddubsw" in asm and "vpmaddwd" in asm
+
+
+def test_vnni_target_uses_vpdpbusd(lenet_u8):
+    """Compile only: the host may lack VNNI."""
+    _, asm = _build(lenet_u8, {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "cascadelake", "num-cores": 2})
+    assert "vpdpbusd" in asm and "vpmaddubsw" not in asm
+
+
+def test_lenet_int8_accuracy_within_one_point(lenet_onnx, tmp_path):
+    import edgec.runtime as rt
+    from edgec.compiler import compile_model
+    from edgec.quantize.pipeline import Int8Options
+    from models import data
+
+    split = data.digits(28, 1)
+    result = compile_model(lenet_onnx, "cpu", tmp_path / "lenet-int8.edgec", backend="tvm", precision="int8",
+                           int8=Int8Options(calib="digits"))
+    assert result.manifest["precision"] == "int8"
+    module = rt.load(result.path)
+    int8 = np.concatenate([module(split.x_test[i:i + 256])[0] for i in range(0, len(split.x_test), 256)])
+    fp32 = _ort(onnx.load(lenet_onnx), split.x_test)
+    accuracy = {k: float((v.argmax(1) == split.y_test).mean()) for k, v in (("int8", int8), ("fp32", fp32))}
+    assert 100 * (accuracy["fp32"] - accuracy["int8"]) <= 1.0
