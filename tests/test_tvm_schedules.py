@@ -102,6 +102,7 @@ CASES = {
     "conv_batch2": _conv(8, 16, 3, act="relu", batch=2),
     "depthwise3x3_relu6": _conv(16, 16, 3, groups=16, act="relu6"),
     "depthwise_stride2": _conv(24, 24, 3, stride=2, groups=24, act="relu"),
+    "depthwise_mobilenet_s2_relu6": _conv(96, 96, 3, stride=2, groups=96, act="relu6", hw=14),
     "grouped_conv": _conv(8, 8, 3, groups=2, act="relu"),
     "dense_b1": _gemm(1, 64, 10),
     "dense_b8_odd": _gemm(8, 120, 84),
@@ -190,6 +191,55 @@ def test_gemm_schedule_is_parallel_and_vectorized(target):
     assert sch is not None
     text = sch.mod["main"].script()
     assert "T.parallel" in text and "T.vectorized" in text and "local" in text
+
+
+def test_dynamic_batch_kernels_are_scheduled_and_correct(target):
+    """A symbolic batch (how edgec exports) sits outside the micro-kernel: the rules still take every
+    conv/matmul (unscheduled, ResNet-18 at 64 px ran 33 ms instead of 0.64), for any batch size."""
+    model = _conv(8, 16, 3, act="relu", residual=True)
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    seen = _scheduled_kernels(model, target)
+    heavy = [name for name in seen if "conv2d" in name]
+    assert heavy and all(seen[name] for name in heavy), seen
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for batch in (1, 3):
+        x = RNG.standard_normal((batch, 8, 10, 10)).astype(np.float32)
+        np.testing.assert_allclose(_run_edgec(model, target, x), session.run(None, {"x": x})[0], atol=ATOL, rtol=1e-4)
+
+
+def test_window_kernel_reads_padding_in_place(target):
+    """A depthwise conv (each channel its own 3x3 window) reads its padding inline, window unrolled."""
+    from tvm import te, topi
+
+    from edgec.backends.tvm_schedules import Gemm
+
+    data = te.placeholder((1, 14, 14, 32), name="data")
+    weight = te.placeholder((3, 3, 1, 32), name="weight")
+    padded = topi.nn.pad(data, [0, 1, 1, 0], [0, 1, 1, 0])
+    kh, kw = te.reduce_axis((0, 3), "kh"), te.reduce_axis((0, 3), "kw")
+    dw = te.compute((1, 14, 14, 32), lambda n, h, w, c: te.sum(
+        padded[n, h + kh, w + kw, c] * weight[kh, kw, 0, c], axis=[kh, kw]), name="dw")
+    sch = Gemm().apply(te.create_prim_func([data, weight, topi.nn.relu(dw)]), tvm.target.Target(target.tvm), False)
+    assert sch is not None
+    text = sch.mod["main"].script()
+    assert 'T.sblock("PadInput")' not in text and "if_then_else" in text, "padding not inlined"
+    assert text.count("T.unroll(3)") == 2 and "T.parallel" in text and "T.vectorized" in text
+
+
+def test_copy_producer_is_inlined_and_dense_padding_is_not(target):
+    """A 1x1 conv's zero-width pad (a plain copy) disappears; a 3x3 conv's padding stays its own nest."""
+    from tvm import te, topi
+
+    from edgec.backends.tvm_schedules import Gemm
+
+    tgt = tvm.target.Target(target.tvm)
+    data = te.placeholder((1, 14, 14, 32), name="data")
+    for k, pad, kept in [(1, 0, False), (3, 1, True)]:
+        weight = te.placeholder((k, k, 32, 64), name="weight")
+        func = te.create_prim_func([data, weight, topi.nn.conv2d_nhwc(data, weight, 1, pad, 1)])
+        text = Gemm().apply(func, tgt, False).mod["main"].script()
+        assert ('T.sblock("pad_temp")' in text) == kept, text
 
 
 def test_rules_decline_what_they_do_not_match(target):

@@ -12,10 +12,12 @@ from edgec.backends.base import Backend, CompileOptions, Payload
 from edgec.errors import EdgecError, InternalError, UnsupportedError
 from edgec.frontend.loader import graph_inputs, node_label
 from edgec.passes import PassContext, lower_rnn
+from edgec.runtime.threads import default_tvm_threads
 from edgec.targets import Target, cuda_arch
 from edgec.tune.store import NO_DATABASE
 
 os.environ.setdefault("TVM_FFI_DISABLE_TORCH_C_DLPACK", "1")
+default_tvm_threads()  # TVM's own default is half the CPUs: one thread on a 2-core host
 
 
 class TvmBackend(Backend):

@@ -20,16 +20,29 @@ def static_extents(sch: s_tir.Schedule, loops) -> list[int] | None:
     return extents
 
 
+def loop_extents(sch: s_tir.Schedule, loops) -> list[int | None]:
+    """Loop extents as Python ints; None for a symbolic one (a dynamic batch)."""
+    return [int(e.value) if hasattr(e, "value") else None for e in (sch.get(lp).extent for lp in loops)]
+
+
+def known_work(extents: list[int | None]) -> int:
+    """Iterations of a nest, counting a symbolic extent as 1 (a dynamic batch served one at a time)."""
+    total = 1
+    for n in extents:
+        total *= n or 1
+    return total
+
+
 def parallel_vectorize(sch: s_tir.Schedule, block, lanes: int) -> bool:
     """Schedule one loop nest as a data-parallel stage.
 
     The innermost loop is split by the vector width and vectorized (or vectorized whole when it is
     shorter than two vectors); the loops outside are fused into one parallel loop when the nest is
-    large enough. Returns False (leaving the nest untouched) when extents are symbolic.
+    large enough. Returns False (leaving the nest untouched) when the innermost extent is symbolic.
     """
     loops = sch.get_loops(block)
-    extents = static_extents(sch, loops)
-    if not loops or extents is None:
+    extents = loop_extents(sch, loops)
+    if not loops or extents[-1] is None:
         return False
     inner, n_inner = loops[-1], extents[-1]
     outer = list(loops[:-1])
@@ -41,9 +54,6 @@ def parallel_vectorize(sch: s_tir.Schedule, block, lanes: int) -> bool:
         sch.vectorize(inner)
     else:
         outer.append(inner)
-    total = 1
-    for n in extents:
-        total *= n
-    if outer and total >= MIN_PARALLEL_WORK:
+    if outer and known_work(extents) >= MIN_PARALLEL_WORK:
         sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
     return True

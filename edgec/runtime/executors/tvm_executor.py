@@ -11,8 +11,10 @@ from edgec.errors import EdgecError
 from edgec.runtime import InputError
 from edgec.runtime.artifact import ArtifactError
 from edgec.runtime.executors import payload
+from edgec.runtime.threads import default_tvm_threads
 
 os.environ.setdefault("TVM_FFI_DISABLE_TORCH_C_DLPACK", "1")  # never JIT-build torch glue at load time
+default_tvm_threads()  # TVM's own default is half the CPUs: one thread on a 2-core host
 
 
 def _import_tvm():
