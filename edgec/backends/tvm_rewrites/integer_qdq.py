@@ -133,7 +133,8 @@ class _IntegerLowering(PyExprMutator):
             return None
         x = self._activation(call.args[0])
         rhs = self._producer(call.args[1])
-        if _op_name(rhs) == "relax.permute_dims" and [int(a) for a in rhs.attrs.axes] == [1, 0]:
+        if _op_name(rhs) == "relax.permute_dims" and (rhs.attrs.axes is None  # None: reverse the 2 axes
+                                                      or [int(a) for a in rhs.attrs.axes] == [1, 0]):
             w = self._weight(rhs.args[0], 0)  # Gemm transB: W_q is [N, K]
             w = None if w is None else (w[0].T, w[1])
         else:
