@@ -233,7 +233,7 @@ CLI_CASES = [
     ("compile", "int8 without --calib", [*COMPILE, "--precision", "int8"], 2,
      "--precision int8 needs calibration data: add --calib digits or --calib DATA.npz"),
     ("compile", "unknown --backend", [*COMPILE, "--backend", "trt"], 2,
-     f"Invalid value for '--backend': 'trt' is not one of {', '.join(map(repr, BACKENDS))}. (see --help)"),
+     f"Invalid value for '--backend': 'trt' is not one of {', '.join(map(repr, (*BACKENDS, 'auto')))}. (see --help)"),
     ("compile", "--calib without int8", [*COMPILE, "--calib", "calib.npz"], 2,
      "--calib and --max-accuracy-drop are only used with --precision int8"),
     ("compile", "--input-shape not dims", [*COMPILE, "--input-shape", "abc"], 2, f"--input-shape 'abc': {SHAPE}"),
