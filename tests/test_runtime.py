@@ -62,6 +62,24 @@ def test_non_contiguous_input_gives_same_result(lenet_artifacts):
     assert np.array_equal(m(view)[0], m(X)[0])
 
 
+def test_tvm_inputs_in_any_memory_and_outputs_that_outlive_the_next_call(lenet_artifacts):
+    """CPU inputs go to TVM zero-copy when aligned and writeable, via an aligned copy otherwise;
+    outputs are views of memory the VM handed over, so a later call must not overwrite them."""
+    m = rt.load(lenet_artifacts["tvm"])
+    want = m(X)[0].copy()
+    raw = np.zeros(X.size + 1, np.float32)
+    misaligned = raw[1:].reshape(X.shape)
+    misaligned[...] = X
+    assert misaligned.ctypes.data % 64
+    readonly = X.copy()
+    readonly.flags.writeable = False
+    for x in (misaligned, readonly):
+        assert np.array_equal(m(x)[0], want)
+    kept = m(X)[0]
+    m(np.ones_like(X))
+    assert np.array_equal(kept, want)
+
+
 def test_tampered_payload_is_refused(lenet_artifacts, tmp_path):
     manifest, files = read_artifact(lenet_artifacts["ort"])
     bad = tmp_path / "bad.edgec"

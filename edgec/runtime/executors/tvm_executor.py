@@ -54,9 +54,13 @@ class TvmExecutor:
             detail = " ".join(str(e).split())[-300:] or type(e).__name__
             raise ArtifactError(f"the TVM runtime refused the payload 'model.so' ({detail}); "
                                 "recompile it with `edgec compile`") from None
-        self._to_device = _host_view if self._dev.dlpack_device_type() == CPU_DLPACK else (
-            lambda x: tvm.runtime.tensor(x, self._dev))
-        self._on_cpu = self._to_device is _host_view
+        self._on_cpu = self._dev.dlpack_device_type() == CPU_DLPACK
+        if self._on_cpu:
+            from tvm_ffi import from_dlpack  # noqa: PLC0415 (installed with TVM)
+
+            self._to_device = lambda x: from_dlpack(_zero_copy_ready(x))
+        else:
+            self._to_device = lambda x: tvm.runtime.tensor(x, self._dev)
         self._n_outputs = len(manifest["outputs"])
 
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -70,15 +74,13 @@ CPU_DLPACK = 1  # kDLCPU
 ALIGNMENT = 64  # bytes TVM allocates with and its kernels may assume
 
 
-def _host_view(x: np.ndarray):
-    """`x` as a TVM tensor without a copy when it is C-contiguous, writeable and 64-byte aligned (a
-    copy into such memory otherwise). tvm.runtime.tensor's allocate-and-copy cost ~65 us a call,
-    more than a small network's whole run."""
-    import tvm_ffi
-
-    if not (x.flags.c_contiguous and x.flags.writeable and x.ctypes.data % ALIGNMENT == 0):
-        x = _aligned_copy(x)
-    return tvm_ffi.from_dlpack(x)
+def _zero_copy_ready(x: np.ndarray) -> np.ndarray:
+    """`x` itself when TVM can use its memory in place (C-contiguous, writeable, 64-byte aligned), else
+    a copy into such memory. tvm.runtime.tensor's allocate-and-copy cost ~65 us a call, more than a
+    small network's whole run."""
+    if x.flags.c_contiguous and x.flags.writeable and x.ctypes.data % ALIGNMENT == 0:
+        return x
+    return _aligned_copy(x)
 
 
 def _aligned_copy(x: np.ndarray) -> np.ndarray:
