@@ -114,7 +114,7 @@ class Int8Gemm(CpuRule):
             _vectorize_tile(sch, final, after=tile, lanes=dot.lanes)
         init = sch.decompose_reduction(red.block_rv, reduce[0] if n_reduce > 1 else ko)
         _vectorize_tile(sch, init, after=tile, lanes=dot.lanes)
-        sch.tensorize(vl, dot.name)
+        sch.tensorize(vl, int8_intrinsics.registered(dot))
         for producer in producers:
             parallel_vectorize(sch, producer.block_rv, vector_lanes(target, 8))
         return sch

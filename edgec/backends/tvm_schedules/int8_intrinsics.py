@@ -9,6 +9,7 @@ package parses every target's intrinsics (minutes), and its vpdpbusd predates LL
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from tvm.s_tir import TensorIntrin
@@ -86,11 +87,20 @@ AVXVNNI = DotProduct("edgec_dot_8x4_avxvnni", 8, temporaries=0)
 AVX512 = DotProduct("edgec_dot_16x4_avx512", 16, temporaries=2)
 VNNI = DotProduct("edgec_dot_16x4_vnni", 16, temporaries=0)
 
-for _dot, _impl in ((AVX2, _pmaddubsw(8, "llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx2.pmadd.wd")),
-                    (AVX512, _pmaddubsw(16, "llvm.x86.avx512.pmaddubs.w.512", "llvm.x86.avx512.pmaddw.d.512")),
-                    (AVXVNNI, _vpdpbusd(8, "llvm.x86.avx512.vpdpbusd.256")),
-                    (VNNI, _vpdpbusd(16, "llvm.x86.avx512.vpdpbusd.512"))):
-    TensorIntrin.register(_dot.name, _desc(_dot.lanes), _impl, override=True)
+_IMPLEMENTATIONS = {
+    AVX2: lambda: _pmaddubsw(8, "llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx2.pmadd.wd"),
+    AVX512: lambda: _pmaddubsw(16, "llvm.x86.avx512.pmaddubs.w.512", "llvm.x86.avx512.pmaddw.d.512"),
+    AVXVNNI: lambda: _vpdpbusd(8, "llvm.x86.avx512.vpdpbusd.256"),
+    VNNI: lambda: _vpdpbusd(16, "llvm.x86.avx512.vpdpbusd.512"),
+}
+
+
+@functools.cache
+def registered(dot: DotProduct) -> str:
+    """Register `dot`'s TensorIntrin on first use (parsing the TVMScript costs ~0.5 s each, which every
+    compile paid at import before) and return its name for `Schedule.tensorize`."""
+    TensorIntrin.register(dot.name, _desc(dot.lanes), _IMPLEMENTATIONS[dot](), override=True)
+    return dot.name
 
 
 def dot_product_for(target) -> DotProduct | None:
