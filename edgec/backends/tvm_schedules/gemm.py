@@ -59,22 +59,17 @@ class Gemm(CpuRule):
 
     def _schedule(self, func: tirx.PrimFunc, target):
         sch = s_tir.Schedule(func)
-        blocks = normalize_prim_func(sch)
-        if not blocks:
+        split = split_at_reduction(sch)
+        if split is None:
             return None
-        reductions = [b for b in blocks if not b.is_injective()]
-        if len(reductions) != 1 or not re.fullmatch("S+R+", reductions[0].dom_kind()):
-            return None
-        red = reductions[0]
+        producers, red, consumers = split
         extents = loop_extents(sch, red.get_loops())
         n_spatial = len(extents) - _n_reduce(red)
         # only loops outside the micro-kernel may be symbolic (a dynamic batch: the tile loop takes it)
         if any(n is None for n in extents[n_spatial - 1:]) or not _reads_along(sch.get(red.block_rv),
                                                                               red.iters[n_spatial - 1].var):
             return None
-        position = blocks.index(red)
-        producers, consumers = blocks[:position], blocks[position + 1:]
-        consumers = try_inline(sch, list(consumers))
+        consumers = try_inline(sch, consumers)
         if len(consumers) > 1:
             return None
 
@@ -124,6 +119,17 @@ class Gemm(CpuRule):
                 continue
             parallel_vectorize(sch, producer.block_rv, lanes)
         return sch
+
+
+def split_at_reduction(sch: s_tir.Schedule):
+    """(producer blocks, the one `S..SR..R` reduction block, consumer blocks) of the scheduled
+    function, or None when it has no such single reduction."""
+    blocks = normalize_prim_func(sch)
+    reductions = [b for b in blocks or [] if not b.is_injective()]
+    if len(reductions) != 1 or not re.fullmatch("S+R+", reductions[0].dom_kind()):
+        return None
+    position = blocks.index(reductions[0])
+    return blocks[:position], reductions[0], blocks[position + 1:]
 
 
 def choose_tile(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: int,

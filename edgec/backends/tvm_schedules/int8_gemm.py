@@ -26,17 +26,15 @@ parallel vectorized stage; epilogues run on the register tile.
 
 from __future__ import annotations
 
-import re
-
 from tvm import s_tir, tirx
 from tvm.ir import TensorLoad
-from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import try_inline
 
 from edgec.backends.tvm_schedules import int8_intrinsics
 from edgec.backends.tvm_schedules._loops import MIN_PARALLEL_WORK, parallel_vectorize, static_extents
 from edgec.backends.tvm_schedules.cpu_rule import CpuRule
-from edgec.backends.tvm_schedules.gemm import OPERAND_REGISTERS, _vars_in, _vectorize_tile, choose_tile
+from edgec.backends.tvm_schedules.gemm import (OPERAND_REGISTERS, _vars_in, _vectorize_tile, choose_tile,
+                                               split_at_reduction)
 from edgec.backends.tvm_schedules.target_facts import vector_lanes, vector_registers
 
 DOT_K = 4  # u8 activations per int32 lane of one dot-product instruction
@@ -50,13 +48,10 @@ class Int8Gemm(CpuRule):
         if dot is None:
             return None
         sch = s_tir.Schedule(func)
-        blocks = normalize_prim_func(sch)
-        if not blocks:
+        split = split_at_reduction(sch)
+        if split is None:
             return None
-        reductions = [b for b in blocks if not b.is_injective()]
-        if len(reductions) != 1 or not re.fullmatch("S+R+", reductions[0].dom_kind()):
-            return None
-        red = reductions[0]
+        producers, red, consumers = split
         n_reduce = red.dom_kind().count("R")
         n_spatial = len(red.iters) - n_reduce
         v, k = red.iters[n_spatial - 1].var, red.iters[-1].var
@@ -78,9 +73,8 @@ class Int8Gemm(CpuRule):
         ob, rb = choose_tile(n_vec, n_reg, dot.lanes, vector_registers(target) - OPERAND_REGISTERS - dot.temporaries,
                              panel_rows, 1)
 
-        position = blocks.index(red)
-        producers = _inline_producers(sch, blocks[:position], red.block_rv)
-        consumers = try_inline(sch, list(blocks[position + 1:]))
+        producers = _inline_producers(sch, producers, red.block_rv)
+        consumers = try_inline(sch, consumers)
         _pack_dot_weights(sch, red.block_rv, weight_index, ob)
         writeback = sch.cache_write(red.block_rv, 0, "local")
         if consumers:
