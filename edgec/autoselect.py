@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgec.backends import CompileOptions, backend_names, get_backend
+from edgec.compare.diff import cosine_similarity
 from edgec.errors import EdgecError, UnsupportedError
 from edgec.targets import Target, cuda_arch, host_arch, local_cuda_archs, missing_cpu_features, resolve_target
 
@@ -69,8 +70,7 @@ def verify(outputs: list[dict[str, np.ndarray]], reference: list[list[np.ndarray
             if not err <= FP32_TOLERANCE:
                 return f"output '{name}': max relative error {err:.2e} > {FP32_TOLERANCE:g}"
         else:
-            norms = np.linalg.norm(a) * np.linalg.norm(b)
-            cosine = float(a @ b / norms) if norms > 0 else float(np.array_equal(a, b))
+            cosine = cosine_similarity(a, b)
             if not cosine >= REDUCED_MIN_COSINE:
                 return f"output '{name}': cosine similarity {cosine:.4f} < {REDUCED_MIN_COSINE}"
     return None

@@ -60,6 +60,12 @@ def is_quantized(model: onnx.ModelProto) -> bool:
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
 
 
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of two flat float64 vectors; 1.0 for two zero vectors, 0.0 for one."""
+    norms = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / norms) if norms > 0 else float(np.array_equal(a, b))
+
+
 def tensor_diff(name: str, producer: tuple[str, str, int], got: list[np.ndarray], want: list[np.ndarray],
                 atol: float, rtol: float, min_cosine: float | None = None) -> TensorDiff:
     """Errors of `got` against `want` over all samples. A float comparison exceeds when any
@@ -77,8 +83,7 @@ def tensor_diff(name: str, producer: tuple[str, str, int], got: list[np.ndarray]
         return TensorDiff(name, node, op, index, shape, 0.0, 0.0, 0.0, 1.0, False)
     err = np.abs(a - b)
     scale = np.abs(b).max()
-    norms = np.linalg.norm(a) * np.linalg.norm(b)
-    cosine = float(a @ b / norms) if norms > 0 else float(np.array_equal(a, b))
+    cosine = cosine_similarity(a, b)
     if min_cosine is None:
         exceeds = bool((err > atol + rtol * np.abs(b)).any())
     else:
