@@ -80,6 +80,28 @@ def test_tvm_inputs_in_any_memory_and_outputs_that_outlive_the_next_call(lenet_a
     assert np.array_equal(kept, want)
 
 
+def test_tvm_input_passed_through_is_copied_out(tmp_path):
+    """An output that is the input itself must not be a view of the caller's array or of the staging
+    buffer the next call overwrites; inputs at every offset within a page come back exact."""
+    from onnx import TensorProto, helper, save
+
+    from edgec.compiler import compile_model
+
+    spec = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [4, 1024]) for n in ("input", "out")]
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["out"])], "g", spec[:1], spec[1:])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "identity.onnx")
+    m = rt.load(compile_model(tmp_path / "identity.onnx", "cpu", tmp_path / "identity.edgec").path)
+    raw = np.zeros(4 * 1024 + 1024, np.float32)
+    outputs = []
+    for offset in range(0, 1024, 5):  # 4-byte steps through a page: aligned, misaligned, 4K-aliased
+        x = raw[offset:offset + 4096].reshape(4, 1024)
+        x[...] = offset
+        (y,) = m(x)
+        assert not np.shares_memory(y, raw) and np.all(y == offset)
+        outputs.append(y)
+    assert all(np.all(y == offset) for y, offset in zip(outputs, range(0, 1024, 5)))
+
+
 def test_tampered_payload_is_refused(lenet_artifacts, tmp_path):
     manifest, files = read_artifact(lenet_artifacts["ort"])
     bad = tmp_path / "bad.edgec"

@@ -43,6 +43,8 @@ class Module:
         self._lock = threading.Lock()
         self.inputs = [(i["name"], tuple(i["shape"]), i["dtype"]) for i in manifest["inputs"]]
         self.outputs = [(o["name"], tuple(o["shape"]), o["dtype"]) for o in manifest["outputs"]]
+        self._input_names = frozenset(name for name, _, _ in self.inputs)
+        self._input_dtypes = [np.dtype(dtype) for _, _, dtype in self.inputs]
 
     @property
     def backend(self) -> str:
@@ -74,28 +76,29 @@ class Module:
         return list(self.run({name: a for (name, _, _), a in zip(self.inputs, arrays)}).values())
 
     def _validate(self, feeds) -> list[np.ndarray]:
+        """The inputs in manifest order as C-contiguous arrays; InputError naming what does not match.
+        Runs on every call, so the messages are only formatted once something is wrong."""
         if not isinstance(feeds, dict):
             raise InputError(f"run() takes a dict {{input name: numpy array}}, got {type(feeds).__name__}")
-        names = [n for n, _, _ in self.inputs]
-        unknown = [k for k in feeds if k not in names]
-        missing = [n for n in names if n not in feeds]
-        if unknown or missing:
+        if feeds.keys() != self._input_names:
+            names = [n for n, _, _ in self.inputs]
             expected = ", ".join(_fmt_spec(*i) for i in self.inputs)
-            raise InputError(f"input names do not match: unknown {unknown}, missing {missing}; expected {expected}")
+            raise InputError(f"input names do not match: unknown {[k for k in feeds if k not in names]}, "
+                             f"missing {[n for n in names if n not in feeds]}; expected {expected}")
         symbols: dict[str, int] = {}
         arrays = []
-        for name, shape, dtype in self.inputs:
+        for (name, shape, dtype), np_dtype in zip(self.inputs, self._input_dtypes):
             x = feeds[name]
             if not isinstance(x, np.ndarray):
                 raise InputError(f"input '{name}': expected a numpy array ({_fmt_spec(name, shape, dtype)}), "
                                  f"got {type(x).__name__}")
-            given = _fmt_spec(name, x.shape, str(x.dtype))
-            if x.dtype != np.dtype(dtype):
+            if x.dtype != np_dtype:
                 raise InputError(f"input '{name}': dtype {x.dtype} does not match; expected "
-                                 f"{_fmt_spec(name, shape, dtype)}, given {given} (convert with .astype('{dtype}'))")
+                                 f"{_fmt_spec(name, shape, dtype)}, given {_fmt_spec(name, x.shape, str(x.dtype))} "
+                                 f"(convert with .astype('{dtype}'))")
             if not _shape_matches(shape, x.shape, symbols):
                 raise InputError(f"input '{name}': shape {tuple(x.shape)} does not match; expected "
-                                 f"{_fmt_spec(name, shape, dtype)}, given {given}")
+                                 f"{_fmt_spec(name, shape, dtype)}, given {_fmt_spec(name, x.shape, str(x.dtype))}")
             arrays.append(np.ascontiguousarray(x))
         return arrays
 
