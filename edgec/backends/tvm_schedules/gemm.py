@@ -43,8 +43,8 @@ from tvm import ir, s_tir, sym, tirx
 from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import try_inline
 
-from edgec.backends.tvm_schedules._loops import (MIN_PARALLEL_WORK, known_work, loop_extents, parallel_vectorize,
-                                                  static_extents)
+from edgec.backends.tvm_schedules._loops import (ACCUMULATOR_SCOPE, MIN_PARALLEL_WORK, known_work, loop_extents,
+                                                  parallel_vectorize, static_extents)
 from edgec.backends.tvm_schedules.cpu_rule import CpuRule
 from edgec.backends.tvm_schedules.target_facts import vector_lanes, vector_registers
 
@@ -83,7 +83,7 @@ class Gemm(CpuRule):
 
         window = _is_window(sch.get(red.block_rv), red.iters[n_spatial - 1].var)
         _pack_weights(sch, red.block_rv, func, red.iters[n_spatial - 1].var, ob)
-        writeback = sch.cache_write(red.block_rv, 0, "local")
+        writeback = sch.cache_write(red.block_rv, 0, ACCUMULATOR_SCOPE)
         if consumers:
             sch.compute_inline(writeback)
             final = consumers[0].block_rv

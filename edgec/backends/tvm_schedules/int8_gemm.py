@@ -31,7 +31,8 @@ from tvm.ir import TensorLoad
 from tvm.s_tir.dlight.base import try_inline
 
 from edgec.backends.tvm_schedules import int8_intrinsics
-from edgec.backends.tvm_schedules._loops import MIN_PARALLEL_WORK, parallel_vectorize, static_extents
+from edgec.backends.tvm_schedules._loops import (ACCUMULATOR_SCOPE, MIN_PARALLEL_WORK, parallel_vectorize,
+                                                  static_extents)
 from edgec.backends.tvm_schedules.cpu_rule import CpuRule
 from edgec.backends.tvm_schedules.gemm import (OPERAND_REGISTERS, _vars_in, _vectorize_tile, choose_tile,
                                                split_at_reduction)
@@ -76,7 +77,7 @@ class Int8Gemm(CpuRule):
         producers = _inline_producers(sch, producers, red.block_rv)
         consumers = try_inline(sch, consumers)
         _pack_dot_weights(sch, red.block_rv, weight_index, ob)
-        writeback = sch.cache_write(red.block_rv, 0, "local")
+        writeback = sch.cache_write(red.block_rv, 0, ACCUMULATOR_SCOPE)
         if consumers:
             sch.compute_inline(writeback)
             finals = [c.block_rv for c in consumers]

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
+from edgec.backends.tvm_schedules._loops import ACCUMULATOR_SCOPE
+
 
 @dataclass(frozen=True)
 class DotProduct:
@@ -27,7 +29,7 @@ def _desc(lanes: int):
     @T.prim_func(s_tir=True)
     def desc(A: T.Buffer((T.int64(4),), "uint8", offset_factor=1),
              B: T.Buffer((T.int64(lanes), T.int64(4)), "int8", offset_factor=1),
-             C: T.Buffer((T.int64(lanes),), "int32", offset_factor=1, scope="local")) -> None:
+             C: T.Buffer((T.int64(lanes),), "int32", offset_factor=1, scope=ACCUMULATOR_SCOPE)) -> None:
         with T.sblock("root"):
             T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
             T.writes(C[0:lanes])
@@ -45,17 +47,19 @@ def _pmaddubsw(lanes: int, pmadd_ub_sw: str, pmadd_wd: str):
 
     @T.prim_func(s_tir=True)
     def impl(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((lanes, 4), "int8", offset_factor=1),
-             C: T.Buffer((lanes,), "int32", offset_factor=1, scope="local")) -> None:
+             C: T.Buffer((lanes,), "int32", offset_factor=1, scope=ACCUMULATOR_SCOPE)) -> None:
         with T.sblock("root"):
             T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
             T.writes(C[0:lanes])
-            a = T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), lanes),
-                              dtype=f"uint8x{4 * lanes}")
-            pairs = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(pmadd_ub_sw), a,
-                                            B.vload([0, 0], dtype=f"int8x{4 * lanes}"), dtype=f"int16x{2 * lanes}")
+            # one expression: a TVMScript assignment allocates a "local" buffer, from the workspace pool per tile
             C[T.ramp(T.int32(0), 1, lanes)] += T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id(pmadd_wd), pairs, T.broadcast(T.int16(1), 2 * lanes),
-                dtype=f"int32x{lanes}")
+                T.llvm_lookup_intrinsic_id(pmadd_wd),
+                T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id(pmadd_ub_sw),
+                    T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), lanes),
+                                  dtype=f"uint8x{4 * lanes}"),
+                    B.vload([0, 0], dtype=f"int8x{4 * lanes}"), dtype=f"int16x{2 * lanes}"),
+                T.broadcast(T.int16(1), 2 * lanes), dtype=f"int32x{lanes}")
 
     return impl
 
@@ -70,7 +74,7 @@ def _vpdpbusd(lanes: int, intrinsic: str):
 
     @T.prim_func(s_tir=True)
     def impl(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((lanes, 4), "int8", offset_factor=1),
-             C: T.Buffer((lanes,), "int32", offset_factor=1, scope="local")) -> None:
+             C: T.Buffer((lanes,), "int32", offset_factor=1, scope=ACCUMULATOR_SCOPE)) -> None:
         with T.sblock("root"):
             T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
             T.writes(C[0:lanes])
