@@ -297,7 +297,8 @@ def inspect(path: str, as_json: bool) -> None:
         m = info["manifest"]
         console.print(f"[bold]{path}[/bold]: {m['backend']} artifact for target {m['target']['name']} "
                       f"({m['precision']}), {info['size_bytes']} bytes, edgec {m['edgec_version']}")
-        console.print(f"TVM target: {json.dumps(m['target'].get('tvm'))}")
+        if m["backend"] == "tvm":
+            console.print(f"TVM target: {json.dumps(m['target'].get('tvm'))}")
         console.print(f"passes: {', '.join(m['passes']) or 'none'}; toolchain: "
                       + ", ".join(f"{k} {v}" for k, v in m["toolchain"].items() if v))
         if m.get("quantization"):

@@ -68,6 +68,12 @@ def test_export_compile_inspect_bench(tmp_path):
     assert proc.stderr == ""  # no progress bar in --json mode
 
 
+def test_inspect_names_the_tvm_target_only_for_tvm_artifacts(lenet_artifacts):
+    tvm_text = run_edgec("inspect", lenet_artifacts["tvm"], check=True).stdout
+    ort_text = run_edgec("inspect", lenet_artifacts["ort"], check=True).stdout
+    assert "TVM target: {" in tvm_text and "TVM target" not in ort_text and "ort artifact" in ort_text
+
+
 def test_bench_batch_on_symbolic_batch(lenet_artifacts):
     result = json.loads(run_edgec("bench", lenet_artifacts["ort"], "--iters", "5", "--batch", "8", "--json",
                                   check=True).stdout)
