@@ -64,9 +64,9 @@ def build(m: int, k: int, n: int, integer: bool):
 
 
 def time_us(vm, x, number: int) -> float:
-    evaluator = vm.time_evaluator("main", vm.device if hasattr(vm, "device") else __import__("tvm").cpu(),
-                                  number=number, repeat=1)
-    return evaluator(x).mean * 1e6
+    import tvm
+
+    return vm.time_evaluator("main", tvm.cpu(), number=number, repeat=1)(x).mean * 1e6
 
 
 def main() -> None:
