@@ -59,7 +59,7 @@ def build(m: int, k: int, n: int, integer: bool):
     target = tvm.target.Target(resolve_target("cpu").tvm)
     executable = tvm.compile(bb.get(), target=target, relax_pipeline=cpu_pipeline(target))
     vm = relax.VirtualMachine(executable, tvm.cpu())
-    reference = x.astype(np.int64) @ w.astype(np.int64) if integer else None
+    reference = x.astype(np.int64) @ w.astype(np.int64) if integer else x.astype(np.float64) @ w.astype(np.float64)
     return vm, tvm.runtime.tensor(x), reference
 
 
@@ -85,13 +85,14 @@ def main() -> None:
     print("| GEMM (M x K x N) | MACs | fp32 us | int8 us | fp32 MAC/ns | int8 MAC/ns | int8/fp32 |")
     print("|---|---|---|---|---|---|---|")
     for label, m, k, n in SHAPES:
-        fp32, x32, _ = build(m, k, n, integer=False)
-        int8, x8, reference = build(m, k, n, integer=True)
-        got = int8["main"](x8).numpy()
-        if not np.array_equal(got, reference):
+        fp32, x32, reference32 = build(m, k, n, integer=False)
+        int8, x8, reference8 = build(m, k, n, integer=True)
+        if not np.array_equal(int8["main"](x8).numpy(), reference8):
             raise SystemExit(f"{label}: the int8 kernel's result differs from numpy's")
+        if not np.allclose(fp32["main"](x32).numpy(), reference32, rtol=1e-4, atol=1e-3):
+            raise SystemExit(f"{label}: the fp32 kernel's result differs from numpy's")
         macs = m * k * n
-        number = max(1, int(2e6 // macs))  # ~ms per measurement
+        number = max(1, int(2e6 // macs))  # calls per measurement: tens of microseconds for the small GEMMs
         times = {"fp32": [], "int8": []}
         for _ in range(args.rounds):
             times["fp32"].append(time_us(fp32, x32, number))
