@@ -53,6 +53,16 @@ def test_bad_inputs_raise_input_error(lenet_artifacts, feeds, message):
     assert str(e.value) == message
 
 
+@pytest.mark.parametrize("backend", ["tvm", "ort"])
+def test_bind_checks_inputs_once_then_runs_repeatedly(backend, lenet_artifacts):
+    """`Module.bind` (what `edgec bench` times on a GPU): inputs validated and staged at bind time."""
+    m = rt.load(lenet_artifacts[backend])
+    call = m.bind({"input": X})
+    assert call() is None and call() is None
+    with pytest.raises(rt.InputError, match=r"input 'input': dtype float64 does not match"):
+        m.bind({"input": X.astype(np.float64)})
+
+
 def test_non_contiguous_input_gives_same_result(lenet_artifacts):
     m = rt.load(lenet_artifacts["tvm"])
     wide = np.zeros((1, 1, 28, 56), np.float32)

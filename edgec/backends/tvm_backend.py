@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
@@ -57,8 +58,9 @@ class TvmBackend(Backend):
         tuned = tuned_kernels(options.tuning_db, target)
         mod, lowered = import_relax(model, options.model_path)
         try:
-            executable = tvm.compile(mod, target=tvm.target.Target(target.tvm),
-                                     relax_pipeline=tvm_pipeline.relax_pipeline(target, options, tuned))
+            with tvm_cubin.nvcc_hook(target) if target.device == "cuda" else contextlib.nullcontext():
+                executable = tvm.compile(mod, target=tvm.target.Target(target.tvm),
+                                         relax_pipeline=tvm_pipeline.relax_pipeline(target, options, tuned))
             with tempfile.TemporaryDirectory(prefix="edgec-tvm-") as tmp:
                 lib_path = os.path.join(tmp, "model.so")
                 executable.export_library(lib_path, **link_options)

@@ -1,10 +1,13 @@
 """Ahead-of-time CUDA kernels: nvcc compiles TVM's generated CUDA source into a cubin for the target's SM.
 
-TVM 0.27 leaves CUDA kernels as source in the compiled module (`fmt "cuda"`), compiled on the device
-at load time by nvrtc. edgec instead packs the library's module tree itself (export_library's
-`fpack_imports` hook): each serialized `cuda` module keeps its function table and gets `fmt "cubin"`
-with nvcc's cubin for the target arch, which the CUDA runtime hands straight to `cuModuleLoadData`.
-So an sm_80 and an sm_90 artifact carry different machine code, and loading needs no compiler.
+TVM 0.27 compiles CUDA kernels with its `tvm_callback_cuda_compile` hook when one is registered (its own
+uses NVRTC, needs the cuda-bindings package, and is registered by importing tvm.support.nvcc), else it
+leaves them as source in the compiled module (`fmt "cuda"`), compiled on the device at load time. edgec
+makes both ways nvcc's: during a CUDA compile its own hook answers with nvcc's cubin (`nvcc_hook`), and
+export_library's `fpack_imports` hook replaces any `cuda` module's source left with nvcc's cubin for the
+target arch (the function table kept, `fmt "cubin"`), which the CUDA runtime hands straight to
+`cuModuleLoadData`. So an sm_80 and an sm_90 artifact carry different machine code, the same on every
+host, and loading needs no compiler.
 
 Library binary layout (tvm_ffi `ProcessLibraryBin`): <nbytes u64> <indptr vec<u64>> <children vec<u64>>
 then per module <kind str> [<payload bytes>] ("_lib" has none); a `cuda` payload is
@@ -18,6 +21,7 @@ import re
 import shutil
 import struct
 import subprocess
+from contextlib import contextmanager
 from functools import lru_cache
 
 from edgec.errors import InternalError, UnsupportedError
@@ -57,6 +61,26 @@ def compile_cubin(source: str, target: Target) -> bytes:
                                 f"{detail[0] if detail else 'no output'}") from None
 
 
+@contextmanager
+def nvcc_hook(target: Target):
+    """TVM's `tvm_callback_cuda_compile` answered by `compile_cubin` for `target` while in the block; the
+    previous hook (TVM's NVRTC one, if imported) restored after."""
+    import tvm_ffi
+
+    previous = tvm_ffi.get_global_func(_HOOK, allow_missing=True)
+    tvm_ffi.register_global_func(_HOOK, lambda source, *_: compile_cubin(source, target), override=True)
+    try:
+        yield
+    finally:
+        if previous is None:
+            tvm_ffi.remove_global_func(_HOOK)
+        else:
+            tvm_ffi.register_global_func(_HOOK, previous, override=True)
+
+
+_HOOK = "tvm_callback_cuda_compile"
+
+
 def fpack_imports(target: Target):
     """export_library's `fpack_imports`: the library binary with cubins in place of CUDA source, as C."""
     from tvm.runtime import _ffi_api
@@ -74,7 +98,8 @@ def fpack_imports(target: Target):
 
 
 def with_cubins(blob: bytes, compile_source) -> bytes:
-    """The library binary with every `cuda` module's source replaced by compile_source(source)."""
+    """The library binary with every `cuda` module's source replaced by compile_source(source); modules
+    already compiled (by `nvcc_hook`) are kept."""
     (nbytes,) = _U64.unpack_from(blob, 0)
     pos = 8
     indptr, pos = _read_vec(blob, pos)
@@ -99,6 +124,8 @@ def with_cubins(blob: bytes, compile_source) -> bytes:
 
 def _cubin_payload(payload: bytes, compile_source) -> bytes:
     fmt, pos = _read_bytes(payload, 0)
+    if fmt == b"cubin":
+        return payload
     if fmt != b"cuda":
         raise InternalError(f"unexpected TVM CUDA module format '{fmt.decode(errors='replace')}' (expected source)")
     table_end = _skip_function_table(payload, pos)

@@ -1,10 +1,13 @@
-"""The Relax pipeline for CUDA targets: NHWC convolutions, optional fp16, dlight GPU schedules, CUDA graphs.
+"""The Relax pipeline for CUDA targets: NHWC implicit-GEMM convolutions, optional fp16, tensor cores, CUDA graphs.
 
-Recipe measured on an H100 (../shared/MEASUREMENTS.md): NHWC layout (`ConvertLayout` to NHWC/OHWI) and
-fp16 compute (`ToMixedPrecision`, fp32 accumulation kept by TVM for matmul/conv) took ResNet-18 from
-3.21 ms (fp32, NCHW) to 1.31 ms; TVM's CUDA pipeline then legalizes, fuses, schedules every kernel with
-dlight's default GPU rules (Matmul, GEMV, Reduction, GeneralReduction, Fallback) and, with
-`relax.backend.use_cuda_graph`, captures static-shape launches into one CUDA graph.
+Starting point measured on an H100 (../shared/MEASUREMENTS.md): NHWC layout (`ConvertLayout` to NHWC/OHWI)
+and fp16 compute (`ToMixedPrecision`) took ResNet-18 from
+3.21 ms (fp32, NCHW) to 1.31 ms with TVM's stock CUDA pipeline, whose convs still fell to dlight's generic
+fallback schedule. edgec legalizes ungrouped convs as implicit GEMMs instead (`tvm_rewrites.conv_gemm`), so
+each conv with its bias/ReLU/residual epilogue is one matmul-shaped kernel: fp16 ones run on the tensor
+cores (`tvm_schedules.conv_tensor_core`), fp32 ones get dlight's tiled Matmul schedule. Everything else is
+scheduled by dlight's default GPU rules (Matmul, GEMV, Reduction, GeneralReduction, Fallback); with
+`relax.backend.use_cuda_graph`, static-shape launches are captured into one CUDA graph.
 """
 
 from __future__ import annotations
@@ -20,8 +23,12 @@ def relax_pipeline(target: Target, options: CompileOptions):
     from tvm import relax
     from tvm.relax.backend.cuda import pipeline as cuda
 
+    from edgec.backends.tvm_rewrites.lift_clip import lift_clip
+
     tvm_target = tvm.target.Target(target.tvm)
-    prepare = [relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
+    # Clip (ReLU6) kernels back to Relax ops first: ConvertLayout and ToMixedPrecision cannot see into the
+    # importer's call_tir (ToMixedPrecision failed on MobileNetV2's ReLU6 with "Expected TensorType")
+    prepare = [lift_clip, relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
                relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]})]
     if options.precision == "fp16":
         prepare.append(relax.transform.ToMixedPrecision(out_dtype="float16"))
@@ -31,8 +38,22 @@ def relax_pipeline(target: Target, options: CompileOptions):
         config = dict(ctx.config, **CUDA_GRAPH)  # RewriteCUDAGraph reads it from the pass context
         with tvm_target, tvm.transform.PassContext(opt_level=ctx.opt_level, config=config):
             return tvm.transform.Sequential(prepare + cuda.library_dispatch_passes(tvm_target)
-                                            + cuda.legalize_passes(tvm_target)
+                                            + legalize_passes()
                                             + cuda.dataflow_lower_passes(tvm_target)
                                             + cuda.finalize_passes(tvm_target))(mod)
 
     return pipeline
+
+
+def legalize_passes() -> list:
+    """`relax.backend.cuda.legalize_passes` with convs as implicit GEMMs and edgec's tensor-core rule first."""
+    from tvm import relax
+    from tvm.s_tir import dlight as dl
+
+    from edgec.backends.tvm_rewrites.conv_gemm import legalize_conv2d
+    from edgec.backends.tvm_schedules.conv_tensor_core import ConvTensorCore
+
+    return [relax.transform.LegalizeOps({"relax.nn.conv2d": legalize_conv2d}), relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FoldConstant(), relax.transform.FuseOps(), relax.transform.FuseTIR(),
+            dl.ApplyDefaultSchedule(ConvTensorCore(), dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
+                                    dl.gpu.GeneralReduction(), dl.gpu.Fallback())]
