@@ -79,7 +79,8 @@ def test_tile_gives_every_sm_a_block_when_it_can():
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc (CUDA toolkit) is not installed")
 @pytest.mark.parametrize("precision, tensor_core_kernels", [("fp16", 2), ("fp32", 0)])
 def test_fp16_convs_compile_to_tensor_core_kernels(precision, tensor_core_kernels, tmp_path):
-    """A 3x3 conv with a 1x1 shortcut conv at batch 1: in fp16 both are wmma kernels, in fp32 neither."""
+    """A 3x3 conv with a 1x1 shortcut conv at batch 1: in fp16 both are wmma kernels, in fp32 neither; the
+    launches are replayed from a CUDA graph."""
     from edgec.backends import tvm_pipeline
     from edgec.backends.base import CompileOptions
     from edgec.backends.tvm_backend import import_relax
@@ -94,6 +95,7 @@ def test_fp16_convs_compile_to_tensor_core_kernels(precision, tensor_core_kernel
     source = "\n".join(m.inspect_source() for m in _modules(executable.mod) if m.kind == "cuda")
     kernels = source.split("extern \"C\" __global__")[1:]
     assert sum("wmma::mma_sync" in k for k in kernels) == tensor_core_kernels
+    assert "vm.builtin.cuda_graph.run_or_capture" in executable.as_text()  # static shapes: one CUDA graph
 
 
 def _modules(module):
