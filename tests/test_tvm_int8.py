@@ -132,18 +132,34 @@ def test_max_pool_in_integers_matches_ort_within_one_step():
     assert diff <= _output_step(model) * 1.001
 
 
-@pytest.mark.parametrize("scheme", SCHEMES, ids=["u8-7bit", "s8"])
-def test_max_pool_runs_on_quantized_values(scheme):
-    """The pool reads and writes 8-bit values (the stem conv's output): no float pool between two QDQ pairs."""
-    model = _pooled_qdq(scheme)
+def _fused_kernels(model: onnx.ModelProto) -> tuple[tvm.IRModule, dict]:
+    """(Relax module, {name: PrimFunc}) after the CPU pipeline's rewrites and fusion."""
     mod = tvm.relax.frontend.onnx.from_onnx(model, dtype_dict={"input": "float32"}, keep_params_in_input=False)
     tvm_target = tvm.target.Target(HOST.tvm)
     with tvm_target:
         mod = tvm.transform.Sequential(tvm_pipeline.cpu_fused_passes(tvm_target))(mod)
-    kernels = {gv.name_hint: f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
+    return mod, {gv.name_hint: f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=["u8-7bit", "s8"])
+def test_max_pool_runs_on_quantized_values(scheme):
+    """The pool reads and writes 8-bit values (the stem conv's output): no float pool between two QDQ pairs."""
+    _, kernels = _fused_kernels(_pooled_qdq(scheme))
     pool = kernels.pop(next(name for name in kernels if "pool" in name))
     assert {str(p.dtype) for p in pool.params} <= {"uint8", "int8"}
-    assert len(kernels) == 4  # input quantize (+ layout, padding), stem conv, 1x1 conv, output layout
+    # input packing, its zero-point padding, stem conv, 1x1 conv, output layout
+    assert len(kernels) == 5, list(kernels)
+
+
+def test_three_channel_input_is_packed_one_int32_per_pixel():
+    """The 3-channel input is quantized straight into one int32 per pixel (channel c in byte c), viewed as
+    uint8 NHWC with 4 channels: the stem conv's dot products read it without a per-byte gather."""
+    mod, kernels = _fused_kernels(_pooled_qdq(SCHEMES[0]))
+    packing = [f for f in kernels.values() if str(f.params[0].dtype) == "float32" and len(f.params) == 2
+               and [int(d) for d in f.params[0].shape] == [1, 3, 12, 12]]
+    assert len(packing) == 1
+    assert str(packing[0].params[1].dtype) == "int32" and [int(d) for d in packing[0].params[1].shape] == [1, 1, 12, 12]
+    assert "R.memory.view" in mod["main"].script() and "R.shape([1, 12, 12, 4]), R.dtype(\"uint8\")" in mod["main"].script()
 
 
 def test_kernels_accumulate_integers():
