@@ -13,7 +13,8 @@ Rewrite: the float result is `s_x * s_w[c] * (sum(x_q * W_q) - z_x * sum(W_q[c])
 The correction `z_x * sum(W_q[c])` and the scale are per-channel constants computed here. Padding
 with z_x (an explicit pad) makes a padded tap contribute z_x * w, which the correction removes, as
 zero does in float; with z_x = 0 (after a ReLU) the conv keeps its own zero padding. Input channels
-are padded to a multiple of 4 (zero weights) for the dot-product kernels; int8 activations are
+are padded to a multiple of 4 (zero weights) for the dot-product kernels; 1-3 channels (an image
+input) are packed into one int32 per pixel and viewed as NHWC bytes (`_pack_pixels`); int8 activations are
 shifted to uint8 (x + 128, z_x + 128). The int32 bias (scale s_x * s_w) is taken off the correction.
 Then every per-tensor quantize/dequantize becomes elementwise ops (which ConvertLayout carries
 through NHWC), a quantize's 1 / s_y merged into the rescale: FuseOps fuses the requantize epilogue
