@@ -162,6 +162,26 @@ def test_three_channel_input_is_packed_one_int32_per_pixel():
     assert "R.memory.view" in mod["main"].script() and "R.shape([1, 12, 12, 4]), R.dtype(\"uint8\")" in mod["main"].script()
 
 
+def test_max_pool_requantized_to_other_parameters_matches_ort():
+    """Q(s2) after a u8 max pool whose DQ has s1: the pool still runs on u8, the requantize is kept."""
+    inits = [numpy_helper.from_array(np.float32(v), n) for n, v in (("s1", 0.02), ("s2", 0.05))]
+    inits += [numpy_helper.from_array(np.uint8(v), n) for n, v in (("z1", 100), ("z2", 30))]
+    nodes = [helper.make_node("QuantizeLinear", ["input", "s1", "z1"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s1", "z1"], ["d"]),
+             helper.make_node("MaxPool", ["d"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["p", "s2", "z2"], ["q2"]),
+             helper.make_node("DequantizeLinear", ["q2", "s2", "z2"], ["y"])]
+    graph = helper.make_graph(nodes, "pool", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8, 9, 9])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 5, 5])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = RNG.standard_normal((1, 8, 9, 9)).astype(np.float32)
+    executable, _ = _build(model)
+    np.testing.assert_array_equal(_run(executable, x), _ort(model, x))
+    _, kernels = _fused_kernels(model)
+    pool = next(f for name, f in kernels.items() if "pool" in name)
+    assert str(pool.params[0].dtype) == "uint8"
+
+
 def test_kernels_accumulate_integers():
     """The fused conv kernels take uint8 activations and int8 weights and accumulate in int32."""
     model = quantize(_residual_block(), [{"input": RNG.standard_normal((1, 8, 12, 12)).astype(np.float32)}],

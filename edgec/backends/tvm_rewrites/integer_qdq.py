@@ -20,9 +20,8 @@ Then every per-tensor quantize/dequantize becomes elementwise ops (which Convert
 through NHWC), a quantize's 1 / s_y merged into the rescale: FuseOps fuses the requantize epilogue
 `round(acc' * m[c]) + z_y, clipped, cast`, and residual adds of dequantized tensors, into the
 conv/matmul kernel. Depthwise convs are lowered too (int32 vector code, no dot product); max pooling
-runs on x_q (`max_pool2d(dequantize(x_q)) = dequantize(max_pool2d(x_q))`) and `quantize(dequantize(x_q))`
-with the same parameters is x_q. Other grouped convs and per-channel activations stay float
-(dequantize -> op -> quantize).
+runs on x_q before this (`quantized_pool`). Other grouped convs and per-channel activations stay
+float (dequantize -> op -> quantize).
 """
 
 from __future__ import annotations
@@ -103,10 +102,6 @@ class _IntegerLowering(PyExprMutator):
             lowered = self._matmul(call)
         elif name == "relax.add":
             lowered = self._fold_bias(call)
-        elif name == "relax.nn.max_pool2d":
-            lowered = self._max_pool(call)
-        elif name == "relax.quantize":
-            lowered = self._requantize_identity(call)
         else:
             lowered = None
         return call if lowered is None else lowered
@@ -188,29 +183,6 @@ class _IntegerLowering(PyExprMutator):
             return None
         acc = relax.op.subtract(shifted.args[0], relax.const(folded.astype(np.int32)))
         return relax.op.multiply(relax.op.astype(acc, "float32"), rescaled.args[1])
-
-    def _max_pool(self, call: relax.Call):
-        """max_pool2d(dequantize(x_q, s, z)) -> dequantize(max_pool2d(x_q), s, z): dequantizing is increasing
-        (s > 0), so it commutes with max, and the pool's padding (the dtype's lowest value) never wins."""
-        dq = self._producer(call.args[0])
-        if _op_name(dq) != "relax.dequantize" or str(dq.args[0].ty.dtype) not in QUANTIZED_INPUTS:
-            return None
-        s = _scalar(self._producer(dq.args[1]))
-        if s is None or s <= 0 or _scalar(self._producer(dq.args[2])) is None:
-            return None
-        pooled = relax.Call(call.op, [dq.args[0]], call.attrs)
-        return relax.Call(dq.op, [pooled, *dq.args[1:]], dq.attrs)
-
-    def _requantize_identity(self, call: relax.Call):
-        """quantize(dequantize(x_q, s, z), s, z) -> x_q: the same parameters and dtype give x_q back (a max
-        pool between two QDQ pairs sharing parameters, as ONNX Runtime quantizes it)."""
-        dq = self._producer(call.args[0])
-        if _op_name(dq) != "relax.dequantize" or str(dq.args[0].ty.dtype) != str(call.ty.dtype):
-            return None
-        params = [_scalar(self._producer(a)) for a in (*dq.args[1:], *call.args[1:])]
-        if None in params or params[:2] != params[2:]:
-            return None
-        return dq.args[0]
 
     def _elementwise_qdq(self, call: relax.Call):
         """Per-tensor (de)quantize as elementwise ops, which ConvertLayout carries through in NHWC."""
@@ -303,4 +275,4 @@ def integer_qdq(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
             if isinstance(func, relax.Function):
                 mod[gvar] = lowering.visit_expr(func)
         mod = relax.transform.DeadCodeElimination()(mod)
-    return relax.transform.CanonicalizeBindings()(mod)  # x_q for an identity requantize: no alias binding
+    return mod
