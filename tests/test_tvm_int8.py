@@ -134,7 +134,9 @@ def test_max_pool_in_integers_matches_ort_within_one_step():
 
 def _fused_kernels(model: onnx.ModelProto) -> tuple[tvm.IRModule, dict]:
     """(Relax module, {name: PrimFunc}) after the CPU pipeline's rewrites and fusion."""
-    mod = tvm.relax.frontend.onnx.from_onnx(model, dtype_dict={"input": "float32"}, keep_params_in_input=False)
+    from tvm.relax.frontend.onnx import from_onnx
+
+    mod = from_onnx(model, dtype_dict={"input": "float32"}, keep_params_in_input=False)
     tvm_target = tvm.target.Target(HOST.tvm)
     with tvm_target:
         mod = tvm.transform.Sequential(tvm_pipeline.cpu_fused_passes(tvm_target))(mod)
@@ -180,6 +182,32 @@ def test_max_pool_requantized_to_other_parameters_matches_ort():
     _, kernels = _fused_kernels(model)
     pool = next(f for name, f in kernels.items() if "pool" in name)
     assert str(pool.params[0].dtype) == "uint8"
+
+
+def _pads_per_tile(func) -> bool:
+    """Whether Int8Gemm computes `func`'s padding inside the conv's tile loop (not as a stage ahead of it)."""
+    from edgec.backends.tvm_schedules import Int8Gemm
+
+    sch = Int8Gemm().apply(func, tvm.target.Target(HOST.tvm), False)
+    pad, conv = (sch.get_loops(sch.get_sblock(name))[0] for name in ("pad_temp", "conv2d_nhwc_init"))
+    return sch.get(pad).same_as(sch.get(conv))
+
+
+def test_padding_is_computed_per_tile_except_for_packed_pixels():
+    """A 16-channel 3x3 conv pads inside its parallel tile loop; an image's packed 4-byte pixels (the stem,
+    zero point 0: the conv pads itself) stay one padding stage ahead of it."""
+    w = numpy_helper.from_array((RNG.standard_normal((16, 16, 3, 3)) * 0.2).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["input", "w"], ["y"], pads=[1, 1, 1, 1])], "conv",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 16, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 16, 16])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    feeds = [{"input": RNG.random((1, 16, 16, 16), dtype=np.float32)} for _ in range(4)]
+    _, kernels = _fused_kernels(quantize(model, feeds, scheme=SCHEMES[0]))
+    assert _pads_per_tile(next(f for name, f in kernels.items() if "conv2d" in name))
+    feeds = [{"input": RNG.random((1, 3, 12, 12), dtype=np.float32)} for _ in range(4)]  # zero point 0
+    _, kernels = _fused_kernels(quantize(_pooled_stem(), feeds, scheme=SCHEMES[0]))
+    stem = next(f for name, f in kernels.items() if "conv2d" in name and int(f.params[0].shape[-1]) == 4)
+    assert "pad_temp" in stem.script() and not _pads_per_tile(stem)
 
 
 def test_kernels_accumulate_integers():
