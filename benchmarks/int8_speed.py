@@ -13,19 +13,22 @@ a noisy machine hits both alike; the table gives medians and int8/fp32 ratios.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-import edgec.runtime as rt
-from cpu_peers import export as export_full_width
-from edgec.compiler import compile_model
-from edgec.errors import EdgecError
-from edgec.frontend.export import export_onnx, resolve_exportable
-from edgec.quantize.pipeline import Int8Options
-from edgec.runtime.bench import time_calls
-from models import registry
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's edgec, not an installed one
+
+import edgec.runtime as rt  # noqa: E402
+from cpu_peers import export as export_full_width  # noqa: E402
+from edgec.compiler import compile_model  # noqa: E402
+from edgec.errors import EdgecError  # noqa: E402
+from edgec.frontend.export import export_onnx, resolve_exportable  # noqa: E402
+from edgec.quantize.pipeline import Int8Options  # noqa: E402
+from edgec.runtime.bench import time_calls  # noqa: E402
+from models import registry  # noqa: E402
 
 
 def accuracy(module, x: np.ndarray, y: np.ndarray) -> float:

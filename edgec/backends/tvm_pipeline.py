@@ -1,7 +1,8 @@
 """The Relax compilation pipeline the TVM backend uses for a target.
 
 CPU (`llvm` targets), in order:
-1. Relax rewrites that give the heavy ops GEMM shape: an int8 (QDQ) model's conv/matmul lowered to
+1. Relax rewrites that give the heavy ops GEMM shape: an int8 (QDQ) model's max pools run on the
+   8-bit values (`tvm_rewrites.quantized_pool`), its conv/matmul lowered to
    u8 x s8 -> int32 ops with a requantize epilogue (`tvm_rewrites.integer_qdq`), Clip kernels
    lifted back to Relax ops (`tvm_rewrites.lift_clip`), then conv2d converted to NHWC activations with HWIO weights
    (`ConvertLayout`): output channels become the unit-stride axis of both the output and the
@@ -58,8 +59,9 @@ def cpu_fused_passes(tvm_target) -> list:
     from edgec.backends.tvm_rewrites.integer_qdq import integer_qdq
     from edgec.backends.tvm_rewrites.lift_clip import lift_clip
     from edgec.backends.tvm_rewrites.pad_layout import pad_layout
+    from edgec.backends.tvm_rewrites.quantized_pool import quantized_pool
 
-    passes = [integer_qdq, lift_clip, relax.transform.ConvertLayout(CONV2D_LAYOUT), pad_layout,
+    passes = [quantized_pool, integer_qdq, lift_clip, relax.transform.ConvertLayout(CONV2D_LAYOUT), pad_layout,
               fold_constant_moves]
     passes += cpu_generic.library_dispatch_passes(tvm_target)
     passes += [relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),

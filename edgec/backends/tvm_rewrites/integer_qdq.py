@@ -13,13 +13,15 @@ Rewrite: the float result is `s_x * s_w[c] * (sum(x_q * W_q) - z_x * sum(W_q[c])
 The correction `z_x * sum(W_q[c])` and the scale are per-channel constants computed here. Padding
 with z_x (an explicit pad) makes a padded tap contribute z_x * w, which the correction removes, as
 zero does in float; with z_x = 0 (after a ReLU) the conv keeps its own zero padding. Input channels
-are padded to a multiple of 4 (zero weights) for the dot-product kernels; int8 activations are
+are padded to a multiple of 4 (zero weights) for the dot-product kernels; 1-3 channels (an image
+input) are packed into one int32 per pixel and viewed as NHWC bytes (`_pack_pixels`); int8 activations are
 shifted to uint8 (x + 128, z_x + 128). The int32 bias (scale s_x * s_w) is taken off the correction.
 Then every per-tensor quantize/dequantize becomes elementwise ops (which ConvertLayout carries
 through NHWC), a quantize's 1 / s_y merged into the rescale: FuseOps fuses the requantize epilogue
 `round(acc' * m[c]) + z_y, clipped, cast`, and residual adds of dequantized tensors, into the
-conv/matmul kernel. Depthwise convs are lowered too (int32 vector code, no dot product); other grouped
-convs and per-channel activations stay float (dequantize -> op -> quantize).
+conv/matmul kernel. Depthwise convs are lowered too (int32 vector code, no dot product); max pooling
+runs on x_q before this (`quantized_pool`). Other grouped convs and per-channel activations stay
+float (dequantize -> op -> quantize).
 """
 
 from __future__ import annotations
@@ -120,12 +122,19 @@ class _IntegerLowering(PyExprMutator):
         extra_channels = 0 if depthwise else -w_q.shape[1] % DOT_K
         if extra_channels:  # zero weights: the padded channels add nothing, whatever their activations
             w_q = np.pad(w_q, [(0, 0), (0, extra_channels), (0, 0), (0, 0)])
-        if extra_channels or (z_x and any(padding)):
-            top, left, bottom, right = padding
+        top, left, bottom, right = padding
+        layout = "NCHW"
+        if w_q.shape[1] == DOT_K and extra_channels:  # 1-3 input channels: one int32 per pixel, NHWC
+            x_q, layout = self._pack_pixels(x_q), "NHWC"
+            if z_x and any(padding):
+                x_q = relax.op.nn.pad(x_q, [0, 0, top, bottom, left, right, 0, 0], pad_value=float(z_x))
+                padding = [0, 0, 0, 0]
+        elif extra_channels or (z_x and any(padding)):
             x_q = relax.op.nn.pad(x_q, [0, 0, 0, extra_channels, top, bottom, left, right], pad_value=float(z_x))
             padding = [0, 0, 0, 0]
         acc = relax.op.nn.conv2d(x_q, _weight_const(w_q, k_axis=1), strides=attrs.strides, padding=padding,
-                                 dilation=attrs.dilation, groups=groups, out_dtype="int32")
+                                 dilation=attrs.dilation, groups=groups, data_layout=layout, out_layout="NCHW",
+                                 out_dtype="int32")
         return _rescale(acc, correction, s_x * s_w, channel_shape=(1, -1, 1, 1))
 
     def _matmul(self, call: relax.Call):
@@ -196,9 +205,36 @@ class _IntegerLowering(PyExprMutator):
         factor, producer = 1 / np.float64(s), self._producer(data)
         if _op_name(producer) == "relax.multiply" and isinstance(self._producer(producer.args[1]), tvm.ir.Constant):
             data, factor = producer.args[0], self._producer(producer.args[1]).value.numpy().astype(np.float64) * factor
-        q = relax.op.add(relax.op.round(relax.op.multiply(data, relax.const(np.float32(factor)))), z)
-        q = relax.op.minimum(relax.op.maximum(q, relax.const(np.float32(info.min))), relax.const(np.float32(info.max)))
-        return relax.op.astype(q, dtype)
+        return _quantized(data, factor, z, info, dtype)
+
+    def _pack_pixels(self, x_q) -> relax.Expr:
+        """x_q [N, C, H, W] (C < 4, 8-bit) as [N, H, W, 4]: channel c of a pixel is byte c of one int32 (little
+        endian), `sum(x_q[:, c] << 8c)`, viewed as bytes. Elementwise int32 arithmetic over W vectorizes, where
+        gathering C planes into interleaved bytes does not; the 4th byte is 0 (its weights are zero). A graph
+        input's quantize is cast to int32 straight from float (LLVM scalarizes float -> u8 -> int32 vectors)."""
+        x_q = self.builder_.normalize(x_q)  # the int8 -> uint8 shift is not yet bound to a typed var
+        n, c, h, w = x_q.ty.shape
+        q = self._producer(x_q)
+        s, z = (_scalar(self._producer(a)) for a in q.args[1:]) if _op_name(q) == "relax.quantize" else (None, None)
+        packed = None
+        for channel in range(int(c)):
+            if s is None or z is None:
+                plane = relax.op.astype(relax.op.strided_slice(x_q, axes=[1], begin=[channel], end=[channel + 1]),
+                                        "int32")
+            else:
+                plane = relax.op.strided_slice(q.args[0], axes=[1], begin=[channel], end=[channel + 1])
+                plane = _quantized(plane, 1 / np.float64(s), relax.const(np.float32(z)), np.iinfo(str(x_q.ty.dtype)),
+                                   "int32")
+            plane = relax.op.left_shift(plane, relax.const(8 * channel, "int32")) if channel else plane
+            packed = plane if packed is None else relax.op.bitwise_or(packed, plane)
+        return relax.op.memory.view(packed, relax.ShapeExpr([n, h, w, DOT_K]), "uint8")
+
+
+def _quantized(data, factor, z: relax.Constant, info: np.iinfo, dtype: str) -> relax.Expr:
+    """astype(clip(round(data * factor) + z, info.min, info.max), dtype)."""
+    q = relax.op.add(relax.op.round(relax.op.multiply(data, relax.const(np.float32(factor)))), z)
+    q = relax.op.minimum(relax.op.maximum(q, relax.const(np.float32(info.min))), relax.const(np.float32(info.max)))
+    return relax.op.astype(q, dtype)
 
 
 def _accumulates_in_int32(reduction: int) -> bool:

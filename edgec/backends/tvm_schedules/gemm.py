@@ -103,7 +103,7 @@ class Gemm(CpuRule):
             for loop in reduce:
                 sch.unroll(loop)
         tile = sch.fuse(*outer) if len(outer) > 1 else outer[0]
-        if known_work(extents) >= MIN_PARALLEL_WORK:
+        if known_work(extents) * bits // 32 >= MIN_PARALLEL_WORK:  # 8-bit elements: 4 to a 32-bit lane
             sch.parallel(tile)
         if len(inner) == 2:
             sch.unroll(inner[0])
