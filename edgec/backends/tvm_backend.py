@@ -22,8 +22,8 @@ default_tvm_threads()  # TVM's own default is half the CPUs: one thread on a 2-c
 
 
 class TvmBackend(Backend):
-    """CPU (x86-64, aarch64 cross) with edgec's schedule rules, fp32/int8; CUDA (incl. Jetson) with dlight,
-    fp32/fp16. int8 lowers the QDQ model's conv/matmul to integer kernels (`tvm_rewrites.integer_qdq`) and
+    """CPU (x86-64, aarch64 cross) with edgec's schedule rules, fp32/int8; CUDA (incl. Jetson) fp32/fp16 with
+    convs as implicit GEMMs (fp16 on the tensor cores) and dlight for the rest (`tvm_cuda`). int8 lowers the QDQ model's conv/matmul to integer kernels (`tvm_rewrites.integer_qdq`) and
     runs its max pools on the 8-bit values (`tvm_rewrites.quantized_pool`)."""
 
     name = "tvm"
