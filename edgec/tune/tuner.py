@@ -19,7 +19,7 @@ from edgec.errors import UnsupportedError
 from edgec.targets import Target, host_arch, local_cuda_archs, missing_cpu_features, resolve_target
 from edgec.tune import tasks as tasks_mod
 from edgec.tune.baseline import mean_seconds, measure_rules
-from edgec.tune.intrinsics import host_intrinsics_only
+from edgec.backends.tvm_intrinsics import host_intrinsics_only
 from edgec.tune.store import Store
 from edgec.tune.workers import in_process_builder, local_runner, workers_without_torch
 

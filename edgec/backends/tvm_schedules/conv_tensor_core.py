@@ -66,8 +66,9 @@ def choose_tile(rows, cols, multiprocessors: int) -> tuple[int, int, int, int]:
 
 
 def _schedule(sch: s_tir.Schedule, main_block, multiprocessors: int) -> s_tir.Schedule:
-    from tvm.s_tir.tensor_intrin.cuda import get_wmma_intrin_group
+    from edgec.backends.tvm_intrinsics import only_intrinsics
 
+    get_wmma_intrin_group = only_intrinsics("cuda").get_wmma_intrin_group
     accumulator = str(sch.get(main_block).writes[0].source.dtype)
     reindex_a = sch.reindex(main_block, ("read", 0))
     reindex_b = sch.reindex(main_block, ("read", 1))
