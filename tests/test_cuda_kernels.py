@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from tvm import relax  # noqa: E402
 
 from edgec.backends.tvm_rewrites.conv_gemm import legalize_conv2d  # noqa: E402
-from edgec.backends.tvm_schedules.conv_tensor_core import TILES, choose_tile  # noqa: E402
+from edgec.backends.tvm_schedules.conv_tensor_core import TILES, choose_tile, sm_count  # noqa: E402
 
 
 def _conv_module(x_shape, w_shape, strides, padding, dilation):
@@ -74,6 +74,8 @@ def test_tile_gives_every_sm_a_block_when_it_can():
     assert choose_tile(3136, 64, 132) == (2, 1, 2, 1)  # 98 x 2 blocks of 32x32
     assert choose_tile(49, 512, 132) == TILES[-1]  # batch-1 layer 4: at most 32 blocks, the smallest tile
     assert choose_tile(tvm.tirx.Var("n", "int64"), 512, 132) == TILES[0]  # symbolic rows count as many
+    orin = sm_count(tvm.target.Target({"kind": "cuda", "arch": "sm_87"}))
+    assert orin == 16 and choose_tile(3136, 64, orin) == TILES[0]  # 25 blocks of 128x128 fill a Jetson Orin
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc (CUDA toolkit) is not installed")

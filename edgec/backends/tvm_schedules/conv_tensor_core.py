@@ -43,15 +43,19 @@ class ConvTensorCore(GPUScheduleRule):
         if not gemm or any(str(r.source.dtype) != "float16" for r in sch.get(gemm[0]).reads):
             return None
         try:
-            return _schedule(sch, gemm[0], _multiprocessors(target))
+            return _schedule(sch, gemm[0], sm_count(target))
         except s_tir.ScheduleError:
             return Matmul().apply(func.with_attr("dlight.do_not_tensorize", True), target, tunable)
 
 
-def _multiprocessors(target) -> int:
-    """SMs to fill: the target's own count when it names one, else an H100's 132."""
-    count = target.attrs.get("multi_processor_count") if hasattr(target.attrs, "get") else None
-    return int(count) if count else 132
+def sm_count(target) -> int:
+    """SMs to fill: the target's own count when it names one, else the arch's usual part (Jetson AGX Orin's
+    16 for sm_87), else an H100's 132."""
+    count = target.attrs.get("multi_processor_count")
+    return int(count) if count else MULTIPROCESSORS.get(str(target.attrs.get("arch", "")), 132)
+
+
+MULTIPROCESSORS = {"sm_87": 16, "sm_80": 108, "sm_90": 132}
 
 
 def choose_tile(rows, cols, multiprocessors: int) -> tuple[int, int, int, int]:
