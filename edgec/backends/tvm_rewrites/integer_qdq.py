@@ -31,19 +31,10 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from edgec.backends.tvm_rewrites._match import op_name, scalar_value, producer
+
 QUANTIZED_INPUTS = ("uint8", "int8")
 DOT_K = 4  # input channels are padded to a multiple of this: x86 dot products take 4 u8 x s8 at once
-
-
-def _op_name(expr) -> str | None:
-    return expr.op.name if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) else None
-
-
-def _scalar(expr) -> float | None:
-    """A constant holding one value (any rank), as a Python number."""
-    if isinstance(expr, tvm.ir.Constant) and expr.value.numpy().size == 1:
-        return expr.value.numpy().reshape(()).item()
-    return None
 
 
 @mutator
@@ -54,19 +45,13 @@ class _IntegerLowering(PyExprMutator):
         super().__init__(mod)
         self.elementwise = elementwise
 
-    def _producer(self, expr):
-        if isinstance(expr, relax.Var):
-            bound = self.lookup_binding(expr)
-            return bound if bound is not None else expr
-        return expr
-
     def _activation(self, expr):
         """(x_q, s_x, z_x) for dequantize(x_q) with per-tensor constant parameters, else None."""
-        dq = self._producer(expr)
-        if _op_name(dq) != "relax.dequantize":
+        dq = producer(self, expr)
+        if op_name(dq) != "relax.dequantize":
             return None
         x_q, scale, zero = dq.args
-        s_x, z_x = _scalar(self._producer(scale)), _scalar(self._producer(zero))
+        s_x, z_x = scalar_value(producer(self, scale)), scalar_value(producer(self, zero))
         if s_x is None or z_x is None or str(x_q.ty.dtype) not in QUANTIZED_INPUTS:
             return None
         if str(x_q.ty.dtype) == "int8":  # as uint8 (x + 128, zero point + 128): the u8 x s8 dot products
@@ -76,10 +61,10 @@ class _IntegerLowering(PyExprMutator):
 
     def _weight(self, expr, channel_axis: int):
         """(W_q int8 array, per-channel scale array) for dequantize(constant) with zero point 0, else None."""
-        dq = self._producer(expr)
-        if _op_name(dq) != "relax.dequantize":
+        dq = producer(self, expr)
+        if op_name(dq) != "relax.dequantize":
             return None
-        w_q, scale, zero = (self._producer(a) for a in dq.args)
+        w_q, scale, zero = (producer(self, a) for a in dq.args)
         if not all(isinstance(a, tvm.ir.Constant) for a in (w_q, scale, zero)):
             return None
         w, s, z = w_q.value.numpy(), scale.value.numpy().astype(np.float64), zero.value.numpy()
@@ -93,7 +78,7 @@ class _IntegerLowering(PyExprMutator):
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
         call = super().visit_call_(call)
-        name = _op_name(call)
+        name = op_name(call)
         if self.elementwise:
             lowered = self._elementwise_qdq(call) if name in ("relax.quantize", "relax.dequantize") else None
         elif name == "relax.nn.conv2d":
@@ -141,8 +126,8 @@ class _IntegerLowering(PyExprMutator):
         if str(call.ty.dtype) != "float32" or call.args[1].ty.ndim != 2:
             return None
         x = self._activation(call.args[0])
-        rhs = self._producer(call.args[1])
-        if _op_name(rhs) == "relax.permute_dims" and (rhs.attrs.axes is None  # None: reverse the 2 axes
+        rhs = producer(self, call.args[1])
+        if op_name(rhs) == "relax.permute_dims" and (rhs.attrs.axes is None  # None: reverse the 2 axes
                                                       or [int(a) for a in rhs.attrs.axes] == [1, 0]):
             w = self._weight(rhs.args[0], 0)  # Gemm transB: W_q is [N, K]
             w = None if w is None else (w[0].T, w[1])
@@ -160,18 +145,18 @@ class _IntegerLowering(PyExprMutator):
     def _fold_bias(self, call: relax.Call):
         """add(rescaled, dequantize(b_q, s_x * s_w)) -> the rescale with b_q taken off the correction: the
         int32 bias ONNX Runtime quantizes with the accumulator's scale is added in integers, for free."""
-        rescaled, bias = (self._producer(a) for a in call.args)
-        if _op_name(bias) == "relax.reshape":
-            bias = self._producer(bias.args[0])
-        if _op_name(rescaled) != "relax.multiply" or _op_name(bias) != "relax.dequantize":
+        rescaled, bias = (producer(self, a) for a in call.args)
+        if op_name(bias) == "relax.reshape":
+            bias = producer(self, bias.args[0])
+        if op_name(rescaled) != "relax.multiply" or op_name(bias) != "relax.dequantize":
             return None
-        cast = self._producer(rescaled.args[0])
-        shifted = self._producer(cast.args[0]) if _op_name(cast) == "relax.astype" else None
-        if _op_name(shifted) != "relax.subtract" or _op_name(self._producer(shifted.args[0])) not in (
+        cast = producer(self, rescaled.args[0])
+        shifted = producer(self, cast.args[0]) if op_name(cast) == "relax.astype" else None
+        if op_name(shifted) != "relax.subtract" or op_name(producer(self, shifted.args[0])) not in (
                 "relax.nn.conv2d", "relax.matmul") or str(shifted.args[0].ty.dtype) != "int32":
             return None
-        b_q, b_scale, b_zero = (self._producer(a) for a in bias.args)
-        correction, scale = (self._producer(a) for a in (shifted.args[1], rescaled.args[1]))
+        b_q, b_scale, b_zero = (producer(self, a) for a in bias.args)
+        correction, scale = (producer(self, a) for a in (shifted.args[1], rescaled.args[1]))
         if not all(isinstance(a, tvm.ir.Constant) for a in (b_q, b_scale, b_zero, correction, scale)):
             return None
         b, corr, sc = b_q.value.numpy(), correction.value.numpy(), scale.value.numpy()
@@ -187,11 +172,11 @@ class _IntegerLowering(PyExprMutator):
     def _elementwise_qdq(self, call: relax.Call):
         """Per-tensor (de)quantize as elementwise ops, which ConvertLayout carries through in NHWC."""
         data, scale, zero = call.args
-        s, z = _scalar(self._producer(scale)), _scalar(self._producer(zero))
+        s, z = scalar_value(producer(self, scale)), scalar_value(producer(self, zero))
         if s is None or z is None:
             return None
         z = relax.const(np.float32(z))
-        if _op_name(call) == "relax.dequantize":
+        if op_name(call) == "relax.dequantize":
             if str(call.ty.dtype) != "float32":
                 return None
             return relax.op.multiply(relax.op.subtract(relax.op.astype(data, "float32"), z), relax.const(np.float32(s)))
@@ -202,9 +187,9 @@ class _IntegerLowering(PyExprMutator):
         # x * (1 / s), not x / s: a multiply is several times cheaper than a divide in the epilogue; the
         # two differ by at most one ulp before rounding, so at most one step on an exact .5 tie. A
         # constant factor of x (a conv's rescale) is merged into it.
-        factor, producer = 1 / np.float64(s), self._producer(data)
-        if _op_name(producer) == "relax.multiply" and isinstance(self._producer(producer.args[1]), tvm.ir.Constant):
-            data, factor = producer.args[0], self._producer(producer.args[1]).value.numpy().astype(np.float64) * factor
+        factor, scaled = 1 / np.float64(s), producer(self, data)
+        if op_name(scaled) == "relax.multiply" and isinstance(producer(self, scaled.args[1]), tvm.ir.Constant):
+            data, factor = scaled.args[0], producer(self, scaled.args[1]).value.numpy().astype(np.float64) * factor
         return _quantized(data, factor, z, info, dtype)
 
     def _pack_pixels(self, x_q) -> relax.Expr:
@@ -214,8 +199,8 @@ class _IntegerLowering(PyExprMutator):
         input's quantize is cast to int32 straight from float (LLVM scalarizes float -> u8 -> int32 vectors)."""
         x_q = self.builder_.normalize(x_q)  # the int8 -> uint8 shift is not yet bound to a typed var
         n, c, h, w = x_q.ty.shape
-        q = self._producer(x_q)
-        s, z = (_scalar(self._producer(a)) for a in q.args[1:]) if _op_name(q) == "relax.quantize" else (None, None)
+        q = producer(self, x_q)
+        s, z = (scalar_value(producer(self, a)) for a in q.args[1:]) if op_name(q) == "relax.quantize" else (None, None)
         packed = None
         for channel in range(int(c)):
             if s is None or z is None:

@@ -12,9 +12,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-
-def _op_name(expr) -> str | None:
-    return expr.op.name if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) else None
+from edgec.backends.tvm_rewrites._match import op_name, producer
 
 
 def _axes(call: relax.Call) -> list[int] | None:
@@ -24,13 +22,9 @@ def _axes(call: relax.Call) -> list[int] | None:
 
 @mutator
 class _Sinker(PyExprMutator):
-    def _producer(self, expr):
-        bound = self.lookup_binding(expr) if isinstance(expr, relax.Var) else None
-        return expr if bound is None else bound
-
     def _permute(self, data, axes: list[int]):
-        inner = self._producer(data)
-        if _op_name(inner) == "relax.permute_dims" and _axes(inner) is not None:
+        inner = producer(self, data)
+        if op_name(inner) == "relax.permute_dims" and _axes(inner) is not None:
             axes = [_axes(inner)[a] for a in axes]
             data = inner.args[0]
         if axes == list(range(len(axes))):
@@ -39,10 +33,10 @@ class _Sinker(PyExprMutator):
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
         call = super().visit_call_(call)
-        if _op_name(call) != "relax.permute_dims" or _axes(call) is None:
+        if op_name(call) != "relax.permute_dims" or _axes(call) is None:
             return call
-        pad = self._producer(call.args[0])
-        if _op_name(pad) != "relax.nn.pad" or pad.attrs.pad_mode != "constant":
+        pad = producer(self, call.args[0])
+        if op_name(pad) != "relax.nn.pad" or pad.attrs.pad_mode != "constant":
             return call
         axes, widths = _axes(call), [int(w) for w in pad.attrs.pad_width]
         permuted = [w for a in axes for w in widths[2 * a:2 * a + 2]]

@@ -19,35 +19,22 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-QUANTIZED = ("uint8", "int8")
-
-
-def _op_name(expr) -> str | None:
-    return expr.op.name if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) else None
-
-
-def _scalar(expr) -> float | None:
-    if isinstance(expr, tvm.ir.Constant) and expr.value.numpy().size == 1:
-        return expr.value.numpy().reshape(()).item()
-    return None
+from edgec.backends.tvm_rewrites._match import op_name, scalar_value, producer
+from edgec.backends.tvm_rewrites.integer_qdq import QUANTIZED_INPUTS
 
 
 @mutator
 class _PoolLowering(PyExprMutator):
-    def _producer(self, expr):
-        bound = self.lookup_binding(expr) if isinstance(expr, relax.Var) else None
-        return expr if bound is None else bound
-
     def _params(self, call: relax.Call) -> list | None:
         """[scale, zero point] of a per-tensor (de)quantize with constant parameters, else None."""
-        params = [_scalar(self._producer(a)) for a in call.args[1:]]
+        params = [scalar_value(producer(self, a)) for a in call.args[1:]]
         return None if None in params else params
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
         call = super().visit_call_(call)
-        name = _op_name(call)
-        dq = self._producer(call.args[0]) if name in ("relax.nn.max_pool2d", "relax.quantize") else None
-        if _op_name(dq) != "relax.dequantize" or str(dq.args[0].ty.dtype) not in QUANTIZED:
+        name = op_name(call)
+        dq = producer(self, call.args[0]) if name in ("relax.nn.max_pool2d", "relax.quantize") else None
+        if op_name(dq) != "relax.dequantize" or str(dq.args[0].ty.dtype) not in QUANTIZED_INPUTS:
             return call
         params = self._params(dq)
         if params is None or params[0] <= 0:

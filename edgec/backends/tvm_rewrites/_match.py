@@ -1,0 +1,24 @@
+"""Small matchers the Relax rewrites share."""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+
+
+def op_name(expr) -> str | None:
+    """The operator's name when `expr` calls a Relax op, else None."""
+    return expr.op.name if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) else None
+
+
+def scalar_value(expr) -> float | None:
+    """A constant holding one value (any rank), as a Python number."""
+    if isinstance(expr, tvm.ir.Constant) and expr.value.numpy().size == 1:
+        return expr.value.numpy().reshape(()).item()
+    return None
+
+
+def producer(mutator, expr):
+    """What `expr` is bound to, when it is a variable bound in the block `mutator` is visiting; else `expr`."""
+    bound = mutator.lookup_binding(expr) if isinstance(expr, relax.Var) else None
+    return expr if bound is None else bound
