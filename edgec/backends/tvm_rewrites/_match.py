@@ -1,4 +1,4 @@
-"""Small matchers the Relax rewrites share."""
+"""Small pieces the Relax rewrites share: matchers, and running a mutator over a module."""
 
 from __future__ import annotations
 
@@ -22,3 +22,11 @@ def producer(mutator, expr):
     """What `expr` is bound to, when it is a variable bound in the block `mutator` is visiting; else `expr`."""
     bound = mutator.lookup_binding(expr) if isinstance(expr, relax.Var) else None
     return expr if bound is None else bound
+
+
+def rewrite_functions(mod, mutator):
+    """`mod` with every Relax function replaced by `mutator`'s rewrite of it (PrimFuncs untouched)."""
+    for gvar, func in list(mod.functions_items()):
+        if isinstance(func, relax.Function):
+            mod[gvar] = mutator.visit_expr(func)
+    return mod

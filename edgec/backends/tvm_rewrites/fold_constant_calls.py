@@ -14,6 +14,8 @@ import tvm
 from tvm import relax, tirx
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from edgec.backends.tvm_rewrites._match import rewrite_functions
+
 MAX_ROUNDS = 4
 
 
@@ -94,7 +96,5 @@ def _fold(mod: tvm.IRModule, calls: list) -> tvm.IRModule:
         lib[call.args[0].name_hint](*[a.value for a in args], out)
         values[call] = relax.const(out.numpy(), call.ty.dtype)
     replace = _Replace(mod, values)
-    for gvar, func in list(mod.functions_items()):
-        if isinstance(func, relax.Function):
-            mod[gvar] = replace.visit_expr(func)
+    mod = rewrite_functions(mod, replace)
     return relax.transform.DeadCodeElimination()(mod)

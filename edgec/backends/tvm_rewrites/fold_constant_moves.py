@@ -13,6 +13,8 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from edgec.backends.tvm_rewrites._match import rewrite_functions
+
 
 @mutator
 class _Folder(PyExprMutator):
@@ -42,7 +44,5 @@ class _Folder(PyExprMutator):
 def fold_constant_moves(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
     """Replace each permute_dims/reshape of a constant by the moved constant, in every Relax function."""
     folder = _Folder(mod)
-    for gvar, func in list(mod.functions_items()):
-        if isinstance(func, relax.Function):
-            mod[gvar] = folder.visit_expr(func)
+    mod = rewrite_functions(mod, folder)
     return mod

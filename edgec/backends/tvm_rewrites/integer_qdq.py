@@ -31,7 +31,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from edgec.backends.tvm_rewrites._match import op_name, scalar_value, producer
+from edgec.backends.tvm_rewrites._match import op_name, scalar_value, producer, rewrite_functions
 
 QUANTIZED_INPUTS = ("uint8", "int8")
 DOT_K = 4  # input channels are padded to a multiple of this: x86 dot products take 4 u8 x s8 at once
@@ -256,8 +256,6 @@ def integer_qdq(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
     """Rewrite every matching QDQ conv2d/matmul, then every per-tensor (de)quantize, in the Relax functions."""
     for elementwise in (False, True):
         lowering = _IntegerLowering(mod, elementwise)
-        for gvar, func in list(mod.functions_items()):
-            if isinstance(func, relax.Function):
-                mod[gvar] = lowering.visit_expr(func)
+        mod = rewrite_functions(mod, lowering)
         mod = relax.transform.DeadCodeElimination()(mod)
     return mod

@@ -16,6 +16,8 @@ from tvm import relax, tirx
 from tvm.ir import TensorLoad
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from edgec.backends.tvm_rewrites._match import rewrite_functions
+
 _OPS = {tirx.Max: relax.op.maximum, tirx.Min: relax.op.minimum}
 
 
@@ -65,7 +67,5 @@ class _Lifter(PyExprMutator):
 def lift_clip(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
     """Rewrite every Clip kernel call in `main`-like Relax functions; unused kernels are then dropped."""
     lifter = _Lifter(mod)
-    for gvar, func in list(mod.functions_items()):
-        if isinstance(func, relax.Function):
-            mod[gvar] = lifter.visit_expr(func)
+    mod = rewrite_functions(mod, lifter)
     return relax.transform.DeadCodeElimination()(mod)

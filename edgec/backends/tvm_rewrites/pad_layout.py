@@ -12,7 +12,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from edgec.backends.tvm_rewrites._match import op_name, producer
+from edgec.backends.tvm_rewrites._match import op_name, producer, rewrite_functions
 
 
 def _axes(call: relax.Call) -> list[int] | None:
@@ -47,7 +47,5 @@ class _Sinker(PyExprMutator):
 def pad_layout(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
     """Sink layout transposes through every constant pad in the Relax functions."""
     sinker = _Sinker(mod)
-    for gvar, func in list(mod.functions_items()):
-        if isinstance(func, relax.Function):
-            mod[gvar] = sinker.visit_expr(func)
+    mod = rewrite_functions(mod, sinker)
     return relax.transform.DeadCodeElimination()(mod)

@@ -19,7 +19,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from edgec.backends.tvm_rewrites._match import op_name, scalar_value, producer
+from edgec.backends.tvm_rewrites._match import op_name, scalar_value, producer, rewrite_functions
 from edgec.backends.tvm_rewrites.integer_qdq import QUANTIZED_INPUTS
 
 
@@ -50,8 +50,6 @@ class _PoolLowering(PyExprMutator):
 def quantized_pool(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
     """Pool the quantized values of every QDQ max pool in the Relax functions."""
     lowering = _PoolLowering(mod)
-    for gvar, func in list(mod.functions_items()):
-        if isinstance(func, relax.Function):
-            mod[gvar] = lowering.visit_expr(func)
+    mod = rewrite_functions(mod, lowering)
     mod = relax.transform.DeadCodeElimination()(mod)
     return relax.transform.CanonicalizeBindings()(mod)  # x_q for a repeated quantize: no alias binding
