@@ -1,4 +1,9 @@
-"""Shared fixtures: the trained LeNet exported once, and its artifacts compiled once per session."""
+"""Shared fixtures: the trained LeNet exported once, and its artifacts compiled once per session.
+
+Host independence: tests that check generated code name their target (`CODEGEN_TARGETS`, compiled
+here whatever the host is); only tests that run native code depend on the host, and they skip with
+`needs_host_features(...)`, which names what the host lacks.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,23 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EDGEC = [sys.executable, "-m", "edgec.cli"]
+
+# The x86-64 classes our machines come in: znver3 (AVX2 + FMA, no AVX-512) and AVX-512 + VNNI EPYCs.
+CODEGEN_TARGETS = ("x86-64-avx2", "x86-64-avx512")
+
+
+def host_features() -> set[str]:
+    """The host CPU's ISA extensions as /proc/cpuinfo names them (what `--target cpu` detects)."""
+    from edgec.targets import host_cpu_flags
+
+    return host_cpu_flags()
+
+
+def needs_host_features(*features: str):
+    """Skip marker for a test that runs native code using `features`, naming the ones this host lacks."""
+    missing = [f for f in features if f not in host_features()]
+    return pytest.mark.skipif(bool(missing), reason=f"runs native code that needs {', '.join(features)}; "
+                                                    f"this host lacks {', '.join(missing)}")
 
 
 def pytest_addoption(parser):

@@ -191,3 +191,21 @@ def test_module_is_shared_safely_between_threads(lenet_artifacts):
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda x: m(x)[0], xs))
     assert all(np.array_equal(a, b) for a, b in zip(expected, got))
+
+
+def _named_x86_target_params():
+    from edgec.targets import resolve_target
+    from tests.conftest import CODEGEN_TARGETS, needs_host_features
+
+    return [pytest.param(name, marks=needs_host_features(*resolve_target(name).cpu_features), id=name)
+            for name in CODEGEN_TARGETS]
+
+
+@pytest.mark.parametrize("target", _named_x86_target_params())
+def test_named_x86_target_runs_where_the_host_has_its_features(target, lenet_onnx, lenet_artifacts, tmp_path):
+    """Native code: an x86-64-avx2 / x86-64-avx512 build matches the host build, on hosts with its ISA."""
+    from edgec.compiler import compile_model
+
+    path = compile_model(lenet_onnx, target, tmp_path / f"lenet-{target}.edgec", backend="tvm").path
+    x = np.random.default_rng(2).random((4, 1, 28, 28), dtype=np.float32)
+    np.testing.assert_allclose(rt.load(path)(x)[0], rt.load(lenet_artifacts["tvm"])(x)[0], atol=1e-5, rtol=1e-5)

@@ -4,7 +4,8 @@ Numerics: TVM's int8 output must match ONNX Runtime running the same QDQ model w
 the output's quantization (its DequantizeLinear scale): both compute the same integer accumulators,
 and requantization may round a tie differently. Integer-ness: the compiled kernels read uint8/int8
 buffers into int32 accumulators through x86 dot-product instructions (vpmaddubsw on AVX2, vpdpbusd
-for a VNNI target, compiled only).
+for a VNNI target). Tests that inspect generated code compile for each named x86 target
+(`CODEGEN_TARGETS`) whatever the host is; tests that run kernels use the host (`--target cpu`).
 """
 
 from __future__ import annotations
@@ -20,21 +21,26 @@ from onnx import TensorProto, helper, numpy_helper
 from edgec.backends import tvm_pipeline
 from edgec.quantize.calibration import calibration_inputs
 from edgec.quantize.int8 import Int8Scheme, quantize, scheme_for
-from edgec.targets import resolve_target
+from edgec.targets import Target, resolve_target
+from tests.conftest import CODEGEN_TARGETS
 
 tvm = pytest.importorskip("tvm")
 
 RNG = np.random.default_rng(5)
-HOST = resolve_target("cpu")
-AVX2_ONLY = (HOST.arch == "x86_64" and "avx2" in HOST.cpu_features
-             and not {"avx512bw", "avx512_vnni", "avx_vnni"} & set(HOST.cpu_features))
+HOST = resolve_target("cpu")  # only for tests that run the kernels
 
 
-def _build(model: onnx.ModelProto, target: dict | None = None):
+@pytest.fixture(params=CODEGEN_TARGETS)
+def codegen_target(request) -> Target:
+    """A named x86 target whose generated code a test inspects (compiled only, never run)."""
+    return resolve_target(request.param)
+
+
+def _build(model: onnx.ModelProto, target: Target = HOST):
     """(VM executable, asm of its kernels) for `model` through edgec's CPU pipeline."""
     from tvm.relax.frontend.onnx import from_onnx
 
-    tvm_target = tvm.target.Target(target or HOST.tvm)
+    tvm_target = tvm.target.Target(target.tvm)
     mod = from_onnx(model, dtype_dict={"input": "float32"}, keep_params_in_input=False)
     executable = tvm.compile(mod, target=tvm_target, relax_pipeline=tvm_pipeline.cpu_pipeline(tvm_target))
     return executable, executable.mod.imports[0].inspect_source("asm")
@@ -75,10 +81,15 @@ def _residual_block() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def _lenet_int8(lenet_onnx, target: Target) -> onnx.ModelProto:
+    """LeNet quantized with the int8 scheme edgec uses for `target` (7-bit weights where vpmaddubsw saturates)."""
+    model = onnx.load(lenet_onnx)
+    return quantize(model, calibration_inputs("digits", model, 32), scheme=scheme_for(target, False))
+
+
 @pytest.fixture(scope="module")
 def lenet_u8(lenet_onnx):
-    model = onnx.load(lenet_onnx)
-    return quantize(model, calibration_inputs("digits", model, 32), scheme=scheme_for(HOST, False))
+    return _lenet_int8(lenet_onnx, HOST)
 
 
 def _pooled_stem() -> onnx.ModelProto:
@@ -132,31 +143,31 @@ def test_max_pool_in_integers_matches_ort_within_one_step():
     assert diff <= _output_step(model) * 1.001
 
 
-def _fused_kernels(model: onnx.ModelProto) -> tuple[tvm.IRModule, dict]:
-    """(Relax module, {name: PrimFunc}) after the CPU pipeline's rewrites and fusion."""
+def _fused_kernels(model: onnx.ModelProto, target: Target) -> tuple[tvm.IRModule, dict]:
+    """(Relax module, {name: PrimFunc}) after the CPU pipeline's rewrites and fusion for `target`."""
     from tvm.relax.frontend.onnx import from_onnx
 
     mod = from_onnx(model, dtype_dict={"input": "float32"}, keep_params_in_input=False)
-    tvm_target = tvm.target.Target(HOST.tvm)
+    tvm_target = tvm.target.Target(target.tvm)
     with tvm_target:
         mod = tvm.transform.Sequential(tvm_pipeline.cpu_fused_passes(tvm_target))(mod)
     return mod, {gv.name_hint: f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
 
 
 @pytest.mark.parametrize("scheme", SCHEMES, ids=["u8-7bit", "s8"])
-def test_max_pool_runs_on_quantized_values(scheme):
+def test_max_pool_runs_on_quantized_values(scheme, codegen_target):
     """The pool reads and writes 8-bit values (the stem conv's output): no float pool between two QDQ pairs."""
-    _, kernels = _fused_kernels(_pooled_qdq(scheme))
+    _, kernels = _fused_kernels(_pooled_qdq(scheme), codegen_target)
     pool = kernels.pop(next(name for name in kernels if "pool" in name))
     assert {str(p.dtype) for p in pool.params} <= {"uint8", "int8"}
     # input packing, its zero-point padding, stem conv, 1x1 conv, output layout
     assert len(kernels) == 5, list(kernels)
 
 
-def test_three_channel_input_is_packed_one_int32_per_pixel():
+def test_three_channel_input_is_packed_one_int32_per_pixel(codegen_target):
     """The 3-channel input is quantized straight into one int32 per pixel (channel c in byte c), viewed as
     uint8 NHWC with 4 channels: the stem conv's dot products read it without a per-byte gather."""
-    mod, kernels = _fused_kernels(_pooled_qdq(SCHEMES[0]))
+    mod, kernels = _fused_kernels(_pooled_qdq(SCHEMES[0]), codegen_target)
     packing = [f for f in kernels.values() if str(f.params[0].dtype) == "float32" and len(f.params) == 2
                and [int(d) for d in f.params[0].shape] == [1, 3, 12, 12]]
     assert len(packing) == 1
@@ -164,8 +175,8 @@ def test_three_channel_input_is_packed_one_int32_per_pixel():
     assert "R.memory.view" in mod["main"].script() and "R.shape([1, 12, 12, 4]), R.dtype(\"uint8\")" in mod["main"].script()
 
 
-def test_max_pool_requantized_to_other_parameters_matches_ort():
-    """Q(s2) after a u8 max pool whose DQ has s1: the pool still runs on u8, the requantize is kept."""
+def _requantized_pool() -> onnx.ModelProto:
+    """Q(s2) after a max pool whose input's DQ has s1."""
     inits = [numpy_helper.from_array(np.float32(v), n) for n, v in (("s1", 0.02), ("s2", 0.05))]
     inits += [numpy_helper.from_array(np.uint8(v), n) for n, v in (("z1", 100), ("z2", 30))]
     nodes = [helper.make_node("QuantizeLinear", ["input", "s1", "z1"], ["q"]),
@@ -175,25 +186,34 @@ def test_max_pool_requantized_to_other_parameters_matches_ort():
              helper.make_node("DequantizeLinear", ["q2", "s2", "z2"], ["y"])]
     graph = helper.make_graph(nodes, "pool", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8, 9, 9])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 5, 5])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_max_pool_requantized_to_other_parameters_matches_ort():
+    model = _requantized_pool()
     x = RNG.standard_normal((1, 8, 9, 9)).astype(np.float32)
     executable, _ = _build(model)
     np.testing.assert_array_equal(_run(executable, x), _ort(model, x))
-    _, kernels = _fused_kernels(model)
+
+
+def test_max_pool_requantized_to_other_parameters_runs_on_u8(codegen_target):
+    """The pool still runs on u8 values; the requantize to the other parameters is kept after it."""
+    _, kernels = _fused_kernels(_requantized_pool(), codegen_target)
     pool = next(f for name, f in kernels.items() if "pool" in name)
     assert str(pool.params[0].dtype) == "uint8"
 
 
-def _pads_per_tile(func) -> bool:
+def _pads_per_tile(func, target: Target) -> bool:
     """Whether Int8Gemm computes `func`'s padding inside the conv's tile loop (not as a stage ahead of it)."""
     from edgec.backends.tvm_schedules import Int8Gemm
 
-    sch = Int8Gemm().apply(func, tvm.target.Target(HOST.tvm), False)
+    sch = Int8Gemm().apply(func, tvm.target.Target(target.tvm), False)
+    assert sch is not None, f"Int8Gemm declined the conv for {target.name}"
     pad, conv = (sch.get_loops(sch.get_sblock(name))[0] for name in ("pad_temp", "conv2d_nhwc_init"))
     return sch.get(pad).same_as(sch.get(conv))
 
 
-def test_padding_is_computed_per_tile_except_for_packed_pixels():
+def test_padding_is_computed_per_tile_except_for_packed_pixels(codegen_target):
     """A 16-channel 3x3 conv pads inside its parallel tile loop; an image's packed 4-byte pixels (the stem,
     zero point 0: the conv pads itself) stay one padding stage ahead of it."""
     w = numpy_helper.from_array((RNG.standard_normal((16, 16, 3, 3)) * 0.2).astype(np.float32), "w")
@@ -202,22 +222,19 @@ def test_padding_is_computed_per_tile_except_for_packed_pixels():
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 16, 16])], [w])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     feeds = [{"input": RNG.random((1, 16, 16, 16), dtype=np.float32)} for _ in range(4)]
-    _, kernels = _fused_kernels(quantize(model, feeds, scheme=SCHEMES[0]))
-    assert _pads_per_tile(next(f for name, f in kernels.items() if "conv2d" in name))
+    _, kernels = _fused_kernels(quantize(model, feeds, scheme=SCHEMES[0]), codegen_target)
+    assert _pads_per_tile(next(f for name, f in kernels.items() if "conv2d" in name), codegen_target)
     feeds = [{"input": RNG.random((1, 3, 12, 12), dtype=np.float32)} for _ in range(4)]  # zero point 0
-    _, kernels = _fused_kernels(quantize(_pooled_stem(), feeds, scheme=SCHEMES[0]))
+    _, kernels = _fused_kernels(quantize(_pooled_stem(), feeds, scheme=SCHEMES[0]), codegen_target)
     stem = next(f for name, f in kernels.items() if "conv2d" in name and int(f.params[0].shape[-1]) == 4)
-    assert "pad_temp" in stem.script() and not _pads_per_tile(stem)
+    assert "pad_temp" in stem.script() and not _pads_per_tile(stem, codegen_target)
 
 
-def test_kernels_accumulate_integers():
+def test_kernels_accumulate_integers(codegen_target):
     """The fused conv kernels take uint8 activations and int8 weights and accumulate in int32."""
     model = quantize(_residual_block(), [{"input": RNG.standard_normal((1, 8, 12, 12)).astype(np.float32)}],
                      scheme=Int8Scheme("uint8", reduce_range=True))
-    mod = tvm.relax.frontend.onnx.from_onnx(model, dtype_dict={"input": "float32"}, keep_params_in_input=False)
-    tvm_target = tvm.target.Target(HOST.tvm)
-    with tvm_target:
-        mod = tvm.transform.Sequential(tvm_pipeline.cpu_fused_passes(tvm_target))(mod)
+    mod, _ = _fused_kernels(model, codegen_target)
     convs = [f for gv, f in mod.functions_items() if "conv2d" in gv.name_hint]
     assert len(convs) == 3
     for func in convs:
@@ -228,29 +245,26 @@ def test_kernels_accumulate_integers():
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_kernel_tiles_take_no_workspace(precision):
+def test_kernel_tiles_take_no_workspace(precision, codegen_target):
     """Accumulator tiles live on the stack (so in registers): TVM 0.27 takes every "local" buffer from the
     workspace pool, an allocate/free pair per tile of every call (18% of the zoo ResNet-18's int8 run)."""
     model = _residual_block()
     if precision == "int8":
         feeds = [{"input": RNG.standard_normal((1, 8, 12, 12)).astype(np.float32)} for _ in range(4)]
-        model = quantize(model, feeds, scheme=scheme_for(HOST, False))
-    executable, _ = _build(model)
+        model = quantize(model, feeds, scheme=scheme_for(codegen_target, False))
+    executable, _ = _build(model, codegen_target)
     ir = executable.mod.imports[0].inspect_source("ll")
     pooled = set(re.findall(r"%([\w.]+) = tail call ptr %\d+\(i32 1, i32 %dev_id, i64", ir))  # workspace calls
     assert {name.rstrip("0123456789") for name in pooled} <= {"pad_temp"}  # padded inputs only
 
 
-@pytest.mark.skipif(not AVX2_ONLY, reason="the host's dot product is not AVX2's vpmaddubsw")
-def test_avx2_kernels_use_vpmaddubsw(lenet_u8):
-    _, asm = _build(lenet_u8)
-    assert "vpmaddubsw" in asm and "vpmaddwd" in asm
-
-
-def test_vnni_target_uses_vpdpbusd(lenet_u8):
-    """Compile only: the host may lack VNNI."""
-    _, asm = _build(lenet_u8, {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "cascadelake", "num-cores": 2})
-    assert "vpdpbusd" in asm and "vpmaddubsw" not in asm
+@pytest.mark.parametrize("target_name, used, unused", [("x86-64-avx2", ("vpmaddubsw", "vpmaddwd"), "vpdpbusd"),
+                                                       ("x86-64-avx512", ("vpdpbusd",), "vpmaddubsw")])
+def test_int8_kernels_use_the_targets_dot_product(lenet_onnx, target_name, used, unused):
+    """Compile only, so both run on any host: AVX2's vpmaddubsw + vpmaddwd pair, VNNI's vpdpbusd."""
+    target = resolve_target(target_name)
+    _, asm = _build(_lenet_int8(lenet_onnx, target), target)
+    assert all(op in asm for op in used) and unused not in asm
 
 
 def test_lenet_int8_accuracy_within_one_point(lenet_onnx, tmp_path):
@@ -268,3 +282,12 @@ def test_lenet_int8_accuracy_within_one_point(lenet_onnx, tmp_path):
     fp32 = _ort(onnx.load(lenet_onnx), split.x_test)
     accuracy = {k: float((v.argmax(1) == split.y_test).mean()) for k, v in (("int8", int8), ("fp32", fp32))}
     assert 100 * (accuracy["fp32"] - accuracy["int8"]) <= 1.0
+
+
+def test_eight_channel_conv_on_avx512_takes_the_256_bit_vpdpbusd():
+    """16 lanes do not divide 8 output channels: the VNNI target falls back to its 8-lane (ymm) vpdpbusd,
+    not to the Gemm rule's plain int32 code (the AVX-512 stem kernel, before, was left untensorized)."""
+    target = resolve_target("x86-64-avx512")
+    feeds = [{"input": RNG.random((1, 3, 12, 12), dtype=np.float32)} for _ in range(4)]
+    _, asm = _build(quantize(_pooled_stem(), feeds, scheme=scheme_for(target, False)), target)
+    assert re.search(r"vpdpbusd\s+%ymm", asm) and not re.search(r"vpdpbusd\s+%zmm", asm)

@@ -10,6 +10,8 @@ Micro-kernel: one dot-product instruction computes `lanes` int32 outputs from 4 
 activations (one 32-bit broadcast) and a `lanes x 4` int8 weight block:
 - VNNI (avx512vnni): vpdpbusd.512, 16 lanes; AVX-VNNI (avxvnni): vpdpbusd.256, 8 lanes.
 - AVX-512BW: vpmaddubsw + vpmaddwd.512, 16 lanes; AVX2: vpmaddubsw + vpmaddwd (256-bit), 8 lanes.
+- Output channels that 16 lanes do not divide take the target's 8-lane form (vpdpbusd.256 with
+  AVX-512VL, AVX2's pair), so a kernel's instruction family does not depend on its channel count.
   vpmaddubsw saturates a pair sum at int16: `integer_qdq` keeps int8 weights only where no pair of
   weights can overflow (7-bit weights, ONNX Runtime's reduce_range), else int16, which this rule
   declines and the Gemm rule runs in plain int32.
@@ -47,8 +49,8 @@ class Int8Gemm(CpuRule):
     """Schedule an integer conv2d/matmul as a tensorized u8 x s8 -> i32 micro-kernel."""
 
     def _schedule(self, func: tirx.PrimFunc, target):
-        dot = int8_intrinsics.dot_product_for(target)
-        if dot is None:
+        dots = int8_intrinsics.dot_products_for(target)
+        if not dots:
             return None
         sch = s_tir.Schedule(func)
         split = split_at_reduction(sch)
@@ -66,7 +68,8 @@ class Int8Gemm(CpuRule):
         if vector_and_reductions is None:
             return None
         n_vec, *reduce_extents = vector_and_reductions
-        if n_vec % dot.lanes or reduce_extents[-1] % DOT_K:
+        dot = next((d for d in dots if n_vec % d.lanes == 0), None)
+        if dot is None or reduce_extents[-1] % DOT_K:
             return None
         register_axis = static_extents(sch, loops[n_spatial - 2:n_spatial - 1]) if n_spatial > 1 else None
         n_reg = register_axis[0] if register_axis else 1  # a symbolic batch of a matmul: no register block

@@ -107,19 +107,31 @@ def registered(dot: DotProduct) -> str:
     return dot.name
 
 
-def dot_product_for(target) -> DotProduct | None:
-    """The fastest dot product the x86 target has: VNNI > AVX-512BW > AVX-VNNI > AVX2; None elsewhere
-    (aarch64 and pre-AVX2 x86 keep the Gemm rule's int32 vector code)."""
+def dot_products_for(target) -> list[DotProduct]:
+    """The dot products the x86 target has, widest first: VNNI (then its 256-bit form, AVX-512VL) >
+    AVX-512BW (then AVX2's) > AVX-VNNI > AVX2; none elsewhere (aarch64 and pre-AVX2 x86 keep the Gemm
+    rule's int32 vector code). A rule takes the first whose lanes divide the output channels, so an
+    8-channel conv on an AVX-512 target still gets a dot-product instruction, on a 256-bit register."""
     from tvm.target.codegen import target_has_features
 
     from edgec.backends.tvm_schedules.target_facts import _triple
 
     if not _triple(target).startswith("x86_64"):
-        return None
-    for feature, dot in (("avx512vnni", VNNI), ("avx512bw", AVX512), ("avxvnni", AVXVNNI), ("avx2", AVX2)):
+        return []
+    if target_has_features("avx512vnni", target):
+        return [VNNI, AVXVNNI] if target_has_features("avx512vl", target) else [VNNI]
+    if target_has_features("avx512bw", target):
+        return [AVX512, AVX2]
+    for feature, dot in (("avxvnni", AVXVNNI), ("avx2", AVX2)):
         if target_has_features(feature, target):
-            return dot
-    return None
+            return [dot]
+    return []
+
+
+def dot_product_for(target) -> DotProduct | None:
+    """The fastest dot product the x86 target has (the first of `dot_products_for`), or None."""
+    dots = dot_products_for(target)
+    return dots[0] if dots else None
 
 
 def pmaddubsw_saturates(target) -> bool:
