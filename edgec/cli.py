@@ -402,13 +402,13 @@ def zoo_list(as_json: bool) -> None:
 def zoo_train(name: str) -> None:
     """Retrain NAME deterministically and update its cached weights."""
     from models import registry
-    from models.train import cached_metrics, load_trained
+    from models.train import cached_metrics, train_and_save
 
     try:
         registry.get(name)
     except KeyError as e:
         raise EdgecError(e.args[0]) from None
-    load_trained(name, retrain=True, log=lambda line: click.echo(line, err=True))
+    train_and_save(name, log=lambda line: click.echo(line, err=True))
     metrics = cached_metrics(name)
     click.echo(f"{name}: held-out accuracy {100 * metrics['test_accuracy']:.2f}% "
                f"({metrics['n_test']} samples), trained in {metrics['train_seconds']:.1f} s")

@@ -152,11 +152,11 @@ def fit(entry, log=print) -> tuple[nn.Module, dict]:
 
 
 def fit_raw(entry, log=print) -> tuple[nn.Module, dict]:
-    """detector-raw shares the trained detector's weights (training it if needed)."""
+    """detector-raw shares the trained detector's weights (`edgec zoo train detector` first)."""
     from models import train as zoo_train
 
     model = entry.build()
-    model.load_state_dict(zoo_train.load_trained("detector", log=log).state_dict())
+    model.load_state_dict(zoo_train.load_trained("detector").state_dict())
     return model.eval(), dict(zoo_train.cached_metrics("detector"), name=entry.name)
 
 

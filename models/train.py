@@ -100,17 +100,33 @@ def cached_metrics(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def load_trained(name: str, retrain: bool = False, log=print) -> nn.Module:
-    """The trained network: from the weight cache when its architecture matches, else trained now."""
+def load_trained(name: str) -> nn.Module:
+    """The trained network from models/weights/. Never trains: missing weights, or weights trained for
+    another architecture than the code builds, are an error naming the command that retrains them."""
+    from edgec.errors import EdgecError
+
     entry = get(name)
-    weights_path, metrics_path = _paths(name)
+    weights_path, _ = _paths(name)
     model = entry.build()
     metrics = cached_metrics(name)
-    if not retrain and metrics and weights_path.exists() and metrics["architecture"] == architecture_key(model):
-        model.load_state_dict(torch.load(weights_path, weights_only=True))
-        return model.eval()
+    retrain = f"retrain it with `edgec zoo train {name}` (deterministic; commit models/weights/{name}.*)"
+    if not metrics or not weights_path.exists():
+        raise EdgecError(f"zoo network '{name}' has no trained weights in {WEIGHTS_DIR}; {retrain}")
+    if metrics["architecture"] != architecture_key(model):
+        raise EdgecError(f"zoo network '{name}': {weights_path.name} was trained for another architecture "
+                         f"(weights {metrics['architecture']}, code {architecture_key(model)}); {retrain}")
+    model.load_state_dict(torch.load(weights_path, weights_only=True))
+    return model.eval()
+
+
+def train_and_save(name: str, log=print) -> nn.Module:
+    """Train `name` and replace its weights and metrics in models/weights/ (`edgec zoo train`, the only writer)."""
+    from edgec.runtime.artifact import write_atomic
+
+    entry = get(name)
     model, metrics = (entry.fit or train)(entry, log=log)
+    weights_path, metrics_path = _paths(name)
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), weights_path)
-    metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_atomic(weights_path, lambda tmp: torch.save(model.state_dict(), tmp))
+    write_atomic(metrics_path, lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n"))
     return model

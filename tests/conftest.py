@@ -39,6 +39,31 @@ def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
 
 
+def _weights_digest() -> str:
+    import hashlib
+
+    weights = REPO / "models" / "weights"
+    digest = hashlib.sha256()
+    for path in sorted(weights.iterdir()):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def pytest_sessionstart(session):
+    session.config.stash[WEIGHTS_KEY] = _weights_digest()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Nothing but `edgec zoo train` writes models/weights/: a suite that changed them fails."""
+    if session.config.stash.get(WEIGHTS_KEY, None) not in (None, _weights_digest()):
+        session.config.get_terminal_writer().line("models/weights/ changed during the test run: no test may "
+                                                  "retrain or rewrite the committed zoo weights", red=True)
+        session.exitstatus = 1
+
+
+WEIGHTS_KEY = pytest.StashKey[str]()
+
+
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--runslow"):
         return

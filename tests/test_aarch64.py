@@ -155,7 +155,7 @@ def test_resnet18_under_emulation_matches_the_x86_build(board, tmp_path):
     _require("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")
     entry = registry.get("resnet18")
     if train.cached_metrics("resnet18"):
-        net = train.load_trained("resnet18", log=None)
+        net = train.load_trained("resnet18")
     else:
         torch.manual_seed(0)
         net = entry.build().eval()

@@ -115,7 +115,7 @@ def test_runs_on_the_gpu_and_matches_pytorch(cuda_artifacts):
 
     from models import train
 
-    net = train.load_trained("lenet", log=None)
+    net = train.load_trained("lenet")
     x = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
     module = rt.load(cuda_artifacts[("cuda-sm_90", "fp32")].path, device="cuda")
     assert np.abs(module(x)[0] - net(torch.from_numpy(x)).detach().numpy()).max() < 1e-4

@@ -63,7 +63,7 @@ def test_committed_weights_meet_the_bar():
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """(ONNX path, PyTorch outputs per test batch of 100) for the trained detector."""
-    net = train.load_trained("detector", log=None)
+    net = train.load_trained("detector")
     path = export_onnx(net, (1, 3, 64, 64), tmp_path_factory.mktemp("det") / "detector.onnx",
                        output_names=detector.OUTPUTS)
     x = shapes.part("test").x
@@ -81,7 +81,7 @@ def _map(batches) -> float:
 def test_export_carries_nms_and_raw_variant_does_not(exported, tmp_path):
     ops = [n.op_type for n in onnx.load(exported[0]).graph.node]
     assert ops.count("NonMaxSuppression") == 1
-    raw = export_onnx(train.load_trained("detector-raw", log=None), (1, 3, 64, 64), tmp_path / "raw.onnx",
+    raw = export_onnx(train.load_trained("detector-raw"), (1, 3, 64, 64), tmp_path / "raw.onnx",
                       output_names=detector.RAW_OUTPUTS)
     model = onnx.load(raw)
     assert "NonMaxSuppression" not in [n.op_type for n in model.graph.node]

@@ -17,7 +17,7 @@ def split():
 
 @pytest.mark.parametrize("name", ["lenet", "lenet-relu"])
 def test_trained_accuracy_on_held_out_split(name, split):
-    net = train.load_trained(name, log=None)
+    net = train.load_trained(name)
     acc = train.accuracy(train.predict(net, split.x_test), split.y_test)
     assert acc >= 0.95, f"{name} held-out accuracy {acc:.4f} < 0.95"
     assert acc == pytest.approx(train.cached_metrics(name)["test_accuracy"], abs=1e-9)
@@ -43,7 +43,7 @@ def test_training_is_deterministic():
 
 @pytest.mark.parametrize("backend", ["tvm", "ort"])
 def test_compiled_logits_match_pytorch(backend, lenet_artifacts, split):
-    net = train.load_trained("lenet", log=None)
+    net = train.load_trained("lenet")
     ref = train.predict(net, split.x_test)
     module = rt.load(lenet_artifacts[backend])
     out = np.concatenate([module(split.x_test[i:i + 1])[0] for i in range(len(split.x_test))])
@@ -54,7 +54,7 @@ def test_compiled_logits_match_pytorch(backend, lenet_artifacts, split):
 
 
 def test_symbolic_batch_runs_whole_split_at_once(lenet_artifacts, split):
-    net = train.load_trained("lenet", log=None)
+    net = train.load_trained("lenet")
     module = rt.load(lenet_artifacts["tvm"])
     assert module.inputs == [("input", ("batch", 1, 28, 28), "float32")]
     out = module.run({"input": split.x_test[:64]})["logits"]

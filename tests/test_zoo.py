@@ -33,7 +33,7 @@ def exported(tmp_path_factory):
     def get(name: str):
         if name not in cache:
             entry = registry.get(name)
-            net = train.load_trained(name, log=None)
+            net = train.load_trained(name)
             split = entry.load_data()
             path = export_onnx(net, entry.input_shape, root / f"{name}.onnx", output_names=entry.output_names)
             cache[name] = (path, split.x_test, train.predict(net, split.x_test), split.y_test)
@@ -103,3 +103,48 @@ def test_cnns_export_at_imagenet_size(name, tmp_path):
     expected = (2, 11, 224, 224) if name == "fcn" else (2, 10)
     assert out.shape == expected
     np.testing.assert_allclose(out, train.predict(net, x), atol=ATOL)
+
+
+@pytest.fixture
+def stale_weights(tmp_path, monkeypatch):
+    """A copy of models/weights/ where lenet's metrics name another architecture, as after a code change."""
+    import json
+    import shutil
+
+    weights = tmp_path / "weights"
+    shutil.copytree(train.WEIGHTS_DIR, weights)
+    metrics = json.loads((weights / "lenet.json").read_text())
+    (weights / "lenet.json").write_text(json.dumps(dict(metrics, architecture="0123456789abcdef")))
+    monkeypatch.setattr(train, "WEIGHTS_DIR", weights)
+    return weights
+
+
+def _tree(root) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(root.iterdir())}
+
+
+def test_stale_weights_are_an_error_naming_the_retrain_command(stale_weights):
+    before = _tree(stale_weights)
+    with pytest.raises(Exception) as e:
+        train.load_trained("lenet")
+    key = train.architecture_key(registry.get("lenet").build())
+    assert str(e.value) == (f"zoo network 'lenet': lenet.pt was trained for another architecture (weights "
+                            f"0123456789abcdef, code {key}); retrain it with `edgec zoo train lenet` "
+                            "(deterministic; commit models/weights/lenet.*)")
+    assert _tree(stale_weights) == before  # nothing retrained, nothing rewritten
+
+
+def test_export_with_stale_weights_fails_and_writes_nothing(stale_weights, tmp_path, capsys):
+    from edgec.cli import main
+
+    before = _tree(stale_weights)
+    assert main(["export", "lenet", "-o", str(tmp_path / "lenet.onnx")]) == 2
+    assert "retrain it with `edgec zoo train lenet`" in capsys.readouterr().err
+    assert not (tmp_path / "lenet.onnx").exists() and _tree(stale_weights) == before
+
+
+def test_missing_weights_are_an_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(Exception, match=r"^zoo network 'lenet' has no trained weights in .*; retrain it with "
+                                        r"`edgec zoo train lenet`"):
+        train.load_trained("lenet")

@@ -117,7 +117,7 @@ def test_pytorch_zero_initial_state_needs_no_shape_arithmetic(tmp_path):
     from edgec.frontend.export import export_onnx
     from models import registry, train
 
-    net = train.load_trained("lstm", log=None)
+    net = train.load_trained("lstm")
     path = export_onnx(net, registry.get("lstm").input_shape, tmp_path / "lstm.onnx")
     model = lowered(infer_shapes(onnx.load(path), path))
     ops = {n.op_type for n in model.graph.node}

@@ -21,7 +21,7 @@ def resolve_exportable(spec: str) -> tuple[object, tuple[int, ...] | None, tuple
             entry = registry.get(spec)
         except KeyError as e:
             raise EdgecError(f"{e.args[0]}; or pass MODULE:CALLABLE returning a torch.nn.Module") from None
-        return train.load_trained(spec, log=None), entry.input_shape, entry.output_names
+        return train.load_trained(spec), entry.input_shape, entry.output_names
     module_name, _, attr = spec.partition(":")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
