@@ -3,8 +3,8 @@
 TensorRT 10+ I/O is by tensor name: each input gets `set_input_shape` + `set_tensor_address`, each
 output an address (or, when its shape depends on the data, e.g. NMS's selected_indices, an
 IOutputAllocator that TensorRT calls once it knows the size), then `execute_async_v3(stream)`.
-Device memory comes from torch when it is importable with CUDA, else from cuda-python's runtime API;
-neither is imported until an artifact is opened, so `edgec.runtime` stays importable without them.
+Device memory, copies and the stream come from the CUDA runtime library through ctypes
+(`edgec.runtime.cuda`): never torch, so a board needs only TensorRT and libcudart.
 
 A plan runs only on the TensorRT version that built it and on GPUs of the compute capability it
 was built for (unless built hardware-compatible), so both are checked, with a clear error, before
@@ -16,123 +16,12 @@ from __future__ import annotations
 import numpy as np
 
 from edgec.errors import EdgecError
+from edgec.runtime import cuda
 from edgec.runtime.artifact import ArtifactError
 from edgec.runtime.executors import payload
 
 INSTALL_HINT = ("pip install tensorrt --extra-index-url https://pypi.nvidia.com (on a machine with an NVIDIA GPU "
                 "and driver; on Jetson, TensorRT comes with JetPack)")
-
-
-class _TorchMemory:
-    """Device buffers as torch uint8 tensors; copies and inference are ordered on one private stream
-    (TensorRT warns that enqueueV3 on the legacy default stream costs extra synchronisation)."""
-
-    def __init__(self, torch, index: int):
-        self._torch = torch
-        self._device = torch.device("cuda", index)
-        self._stream = torch.cuda.Stream(self._device)
-        self.stream = self._stream.cuda_stream
-
-    def compute_capability(self) -> str:
-        major, minor = self._torch.cuda.get_device_capability(self._device)
-        return f"{major}.{minor}"
-
-    def alloc(self, nbytes: int):
-        buffer = self._torch.empty(max(nbytes, 1), dtype=self._torch.uint8, device=self._device)
-        return buffer, buffer.data_ptr()
-
-    def to_device(self, buffer, array: np.ndarray) -> None:
-        if array.nbytes:
-            with self._torch.cuda.stream(self._stream):
-                buffer[:array.nbytes].copy_(self._torch.from_numpy(array.reshape(-1).view(np.uint8)))
-
-    def to_host(self, buffer, out: np.ndarray) -> None:
-        if out.nbytes:
-            with self._torch.cuda.stream(self._stream):
-                self._torch.from_numpy(out.reshape(-1).view(np.uint8)).copy_(buffer[:out.nbytes])
-
-    def synchronize(self) -> None:
-        self._stream.synchronize()
-
-
-class _CudaPythonMemory:
-    """Device buffers from cuda-python's runtime API (cudaMalloc/cudaMemcpy) and a private stream."""
-
-    def __init__(self, cudart, index: int):
-        self._rt = cudart
-        self._index = index
-        self._check(cudart.cudaSetDevice(index))
-        self.stream = int(self._check(cudart.cudaStreamCreate()))
-
-    def _check(self, result):
-        err, *rest = result if isinstance(result, tuple) else (result,)
-        if int(err) != 0:
-            raise EdgecError(f"CUDA runtime call failed ({err})")
-        return rest[0] if rest else None
-
-    def compute_capability(self) -> str:
-        props = self._check(self._rt.cudaGetDeviceProperties(self._index))
-        return f"{props.major}.{props.minor}"
-
-    def alloc(self, nbytes: int):
-        ptr = int(self._check(self._rt.cudaMalloc(max(nbytes, 1))))
-        return _CudaPtr(self._rt, ptr), ptr
-
-    def to_device(self, buffer, array: np.ndarray) -> None:
-        if array.nbytes:
-            self._check(self._rt.cudaMemcpy(buffer.ptr, array.ctypes.data, array.nbytes,
-                                            self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice))
-
-    def to_host(self, buffer, out: np.ndarray) -> None:
-        if out.nbytes:
-            self._check(self._rt.cudaMemcpy(out.ctypes.data, buffer.ptr, out.nbytes,
-                                            self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost))
-
-    def synchronize(self) -> None:
-        self._check(self._rt.cudaStreamSynchronize(self.stream))
-
-
-class _CudaPtr:
-    def __init__(self, cudart, ptr: int):
-        self._rt, self.ptr = cudart, ptr
-
-    def __del__(self):
-        self._rt.cudaFree(self.ptr)
-
-
-def _cudart():
-    try:
-        from cuda.bindings import runtime  # noqa: PLC0415  cuda-python >= 12.6
-    except ImportError:
-        from cuda import cudart as runtime  # noqa: PLC0415  older cuda-python
-    return runtime
-
-
-def cuda_memory(index: int):
-    """Device memory for GPU `index` via torch (with CUDA) or cuda-python; EdgecError when there is no GPU."""
-    try:
-        import torch  # noqa: PLC0415
-        if torch.cuda.is_available():
-            if index >= torch.cuda.device_count():
-                raise EdgecError(f"device 'cuda:{index}' does not exist: this host has "
-                                 f"{torch.cuda.device_count()} CUDA GPU(s)")
-            return _TorchMemory(torch, index)
-    except ImportError:
-        pass
-    try:
-        cudart = _cudart()
-    except ImportError:
-        cudart = None
-    if cudart is not None:
-        err, count = cudart.cudaGetDeviceCount()
-        if int(err) == 0 and index < count:
-            return _CudaPythonMemory(cudart, index)
-    from edgec.targets import local_cuda_archs  # noqa: PLC0415
-
-    if not local_cuda_archs():
-        raise EdgecError("this host has no NVIDIA GPU (CUDA and nvidia-smi see none)")
-    raise EdgecError(f"no CUDA device 'cuda:{index}' is usable from Python here: install torch with CUDA "
-                     "or cuda-python (pip install cuda-python)")
 
 
 def _output_allocator(trt, memory):
@@ -141,15 +30,14 @@ def _output_allocator(trt, memory):
     class OutputAllocator(trt.IOutputAllocator):
         def __init__(self):
             trt.IOutputAllocator.__init__(self)
-            self.buffers: dict[str, tuple] = {}
+            self.buffers: dict[str, cuda.DeviceBuffer] = {}
             self.shapes: dict[str, tuple[int, ...]] = {}
 
         def reallocate_output_async(self, tensor_name, memory_ptr, size, alignment, stream):
             held = self.buffers.get(tensor_name)
-            if held is None or held[2] < size:  # grow only; reuse across calls
-                buffer, ptr = memory.alloc(size)
-                held = self.buffers[tensor_name] = (buffer, ptr, max(size, 1))
-            return held[1]
+            if held is None or held.nbytes < size:  # grow only; reuse across calls
+                held = self.buffers[tensor_name] = memory.alloc(size)
+            return held.ptr
 
         def reallocate_output(self, tensor_name, memory_ptr, size, alignment):  # the older, synchronous form
             return self.reallocate_output_async(tensor_name, memory_ptr, size, alignment, None)
@@ -168,7 +56,7 @@ class TensorRTExecutor:
         built_for, built_with = config.get("compute_capability"), config.get("tensorrt_version")
         kind, _, index = device.partition(":")
         try:
-            memory = cuda_memory(int(index or 0))
+            memory = cuda.Device(int(index or 0))
         except EdgecError as e:
             raise ArtifactError(f"compiled for an NVIDIA GPU of compute capability {built_for} (target "
                                 f"'{target['name']}'), but {e}; run it on a machine with such a GPU") from None
@@ -204,27 +92,26 @@ class TensorRTExecutor:
             raise ArtifactError(f"the TensorRT plan's tensors {names} do not match the manifest's inputs and outputs; "
                                 "recompile it with `edgec compile --backend tensorrt`")
         self._dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in names}
-        self._buffers: dict[str, tuple] = {}
+        self._buffers: dict[str, cuda.DeviceBuffer] = {}
         self._allocator = _output_allocator(trt, memory)
 
-    def _buffer(self, name: str, nbytes: int):
+    def _buffer(self, name: str, nbytes: int) -> cuda.DeviceBuffer:
         held = self._buffers.get(name)
-        if held is None or held[2] < nbytes:
-            buffer, ptr = self._memory.alloc(nbytes)
-            held = self._buffers[name] = (buffer, ptr, max(nbytes, 1))
+        if held is None or held.nbytes < nbytes:
+            held = self._buffers[name] = self._memory.alloc(nbytes)
         return held
 
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         context = self._context
         for name, x in zip(self._inputs, inputs):
             x = np.ascontiguousarray(x, dtype=self._dtypes[name])
-            buffer, ptr, _ = self._buffer(name, x.nbytes)
+            buffer = self._buffer(name, x.nbytes)
             self._memory.to_device(buffer, x)
             if not context.set_input_shape(name, x.shape):
                 lo, _, hi = self._engine.get_tensor_profile_shape(name, 0)
                 raise EdgecError(f"input '{name}' shape {tuple(x.shape)} is outside the engine's optimization "
                                  f"profile ({tuple(lo)} to {tuple(hi)}); recompile with a larger TensorRT profile")
-            context.set_tensor_address(name, ptr)
+            context.set_tensor_address(name, buffer.ptr)
         dynamic = []
         for name in self._outputs:
             shape = tuple(context.get_tensor_shape(name))
@@ -232,7 +119,7 @@ class TensorRTExecutor:
                 context.set_output_allocator(name, self._allocator)
                 dynamic.append(name)
             else:
-                context.set_tensor_address(name, self._buffer(name, _nbytes(shape, self._dtypes[name]))[1])
+                context.set_tensor_address(name, self._buffer(name, _nbytes(shape, self._dtypes[name])).ptr)
         if not context.execute_async_v3(self._memory.stream):
             raise EdgecError("TensorRT execute_async_v3 failed (see TensorRT's log above)")
         self._memory.synchronize()
@@ -240,10 +127,10 @@ class TensorRTExecutor:
         for name in self._outputs:
             if name in dynamic:
                 shape = self._allocator.shapes[name]
-                buffer = self._allocator.buffers[name][0]
+                buffer = self._allocator.buffers[name]
             else:
                 shape = tuple(context.get_tensor_shape(name))
-                buffer = self._buffers[name][0]
+                buffer = self._buffers[name]
             out = np.empty(shape, dtype=self._dtypes[name])
             self._memory.to_host(buffer, out)
             results.append(out)
