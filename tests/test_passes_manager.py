@@ -105,3 +105,47 @@ def test_cli_optimize_json(tmp_path):
     assert [p["name"] for p in report["passes"]] == ["fuse_batchnorm", "eliminate_dead"]
     assert report["passes"][0]["ops_after"] == {"Conv": 1}
     assert [n.op_type for n in onnx.load(dst).graph.node] == ["Conv"]
+
+
+def _flatten_model() -> onnx.ModelProto:
+    """x [batch, 3, 4, 4] -> Flatten -> MatMul [48, 5]: the batch stays symbolic through the graph."""
+    return make_model([helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("MatMul", ["f", "W"], ["y"])],
+                      {"x": ["batch", 3, 4, 4]}, {"y": None}, [("W", weight(48, 5))])
+
+
+def bake_batch_one(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
+    """A wrong "pass": Flatten -> Reshape to [1, -1], right at batch 1 only."""
+    out = onnx.ModelProto.FromString(model.SerializeToString())
+    flatten = next(n for n in out.graph.node if n.op_type == "Flatten")
+    flatten.CopyFrom(helper.make_node("Reshape", [flatten.input[0], "one_row"], list(flatten.output)))
+    out.graph.initializer.append(onnx.numpy_helper.from_array(np.array([1, -1], np.int64), "one_row"))
+    return out
+
+
+def test_random_inputs_take_the_symbolic_value_given():
+    assert random_inputs(conv_bn_model(), symbolic=3)["x"].shape == (3, 3, 4, 4)
+
+
+def test_validation_rejects_a_pass_that_bakes_batch_one_into_a_reshape(monkeypatch):
+    from edgec.passes import manager
+
+    real = manager.get_pass
+    monkeypatch.setattr(manager, "get_pass", lambda name: bake_batch_one if name == "bake_batch_one" else real(name))
+    _, records = run_pipeline(_flatten_model(), ["bake_batch_one"], PassContext(validate=False))
+    assert records[0].ops_after == {"MatMul": 1, "Reshape": 1}  # unvalidated, the wrong graph lands
+    with pytest.raises(InternalError) as e:
+        run_pipeline(_flatten_model(), ["eliminate_dead", "bake_batch_one"], PassContext(model_path="m.onnx"))
+    assert str(e.value).startswith("m.onnx: pass 'bake_batch_one' produced a model ONNX Runtime cannot run with "
+                                   "symbolic dims = 3 (")
+
+
+def test_validation_checks_both_symbolic_sizes_and_notes_one_the_model_cannot_run():
+    ctx = PassContext(model_path="m.onnx")
+    checker = Checker(_flatten_model(), ctx)
+    assert sorted(checker.feeds) == ["symbolic dims = 1", "symbolic dims = 3"] and ctx.notes == []
+    fixed = _flatten_model()  # a Reshape to [1, 48] in the input model itself: runs at batch 1 only
+    fixed.graph.node[0].CopyFrom(helper.make_node("Reshape", ["x", "one_row"], ["f"]))
+    fixed.graph.initializer.append(onnx.numpy_helper.from_array(np.array([1, -1], np.int64), "one_row"))
+    ctx = PassContext(model_path="m.onnx")
+    assert list(Checker(fixed, ctx).feeds) == ["symbolic dims = 1"]
+    assert ctx.notes[0].startswith("validated without symbolic dims = 3: the input model does not run so (")
