@@ -346,20 +346,28 @@ def inspect(path: str, as_json: bool) -> None:
 @click.option("--rtol", default=1e-3, show_default=True, type=float)
 @click.option("--min-cosine", default=0.999, show_default=True, type=float,
               help="Quantized (QDQ/int8) comparisons: a tensor diverges below this cosine similarity.")
+@click.option("--calib", help="--precision int8: calibration data, as for compile (digits or DATA.npz).")
+@click.option("--calib-method", default="minmax", show_default=True,
+              type=click.Choice(("minmax", "percentile", "entropy")))
+@click.option("--calib-samples", default=64, show_default=True, type=int, help="Calibration samples to use.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False),
               help="Also write compare.json, compare.html and error_by_layer.png here.")
-def compare(model, backends, precision, reference, dataset, samples, atol, rtol, min_cosine, as_json,
-            out_dir) -> None:
+def compare(model, backends, precision, reference, dataset, samples, atol, rtol, min_cosine, calib, calib_method,
+            calib_samples, as_json, out_dir) -> None:
     """Compare every intermediate tensor of MODEL on two backends (or against --reference)."""
     from edgec.compare import compare as run_compare
     from edgec.compare.render import summary, write
+    from edgec.quantize.pipeline import Int8Options
 
     backend_list = _split_list(backends, "--backends")
     for b in backend_list:
         if b not in BACKENDS:
             raise EdgecError(f"--backends: unknown backend '{b}'; choose from {', '.join(BACKENDS)}")
-    result = run_compare(model, backend_list, precision, reference, dataset, samples, atol, rtol, min_cosine)
+    if calib and precision != "int8":
+        raise EdgecError("--calib is only used with --precision int8")
+    int8 = Int8Options(calib, calib_method, calib_samples)
+    result = run_compare(model, backend_list, precision, reference, dataset, samples, atol, rtol, min_cosine, int8)
     if out_dir:
         write(result, Path(out_dir))
     if as_json:

@@ -135,3 +135,32 @@ def test_cli_rejects_three_backends(lenet_onnx):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("edgec: error: --backends takes two backends, TEST,REFERENCE (e.g. tvm,ort); "
                                    "got tvm,ort,ort")
+
+
+@pytest.mark.parametrize("backend", ["tvm", "ort"])
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_reduced_precision_compare_runs_on_both_backends(lenet_onnx, backend, precision, capsys):
+    """`compare --precision int8 --calib digits` quantizes as compile does; fp16 compiles with the backend's
+    fp16 conversion (TVM: on the CPU too). Both are judged by cosine similarity and agree here."""
+    from edgec.cli import main
+
+    extra = ["--calib", "digits", "--calib-samples", "16"] if precision == "int8" else []
+    code = main(["compare", str(lenet_onnx), "--backends", f"{backend},ort", "--precision", precision,
+                 "--dataset", "digits", "--samples", "4", "--json", *extra])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["test"]["precision"] == precision and report["first_divergent"] is None
+    assert report["tolerance"]["mode"] == ("cosine (quantized graph)" if precision == "int8" else "cosine (fp16)")
+    errors = [t["max_abs_err"] for t in report["tensors"]]
+    assert len(errors) == 12 and max(errors) > 1e-4  # really reduced precision, not the fp32 graph
+    if precision == "int8":
+        assert report["test"]["quantization"]["calibration"] == {"data": "digits", "method": "minmax", "samples": 16}
+
+
+def test_int8_compare_needs_calibration_data(lenet_onnx, capsys):
+    from edgec.cli import main
+
+    assert main(["compare", str(lenet_onnx), "--precision", "int8"]) == 2
+    assert capsys.readouterr().err.strip() == ("edgec: error: --precision int8 needs calibration data: add --calib "
+                                               "digits or --calib DATA.npz")

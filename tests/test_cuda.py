@@ -104,11 +104,6 @@ def test_loading_without_a_gpu_fails_with_one_clear_error(cuda_artifacts):
         rt.load(path, device="cuda")
 
 
-def test_tvm_fp16_is_for_cuda_targets(lenet_onnx, tmp_path):
-    with pytest.raises(UnsupportedError, match="backend 'tvm' compiles fp16 for CUDA targets only"):
-        compile_model(lenet_onnx, "cpu", tmp_path / "x.edgec", precision="fp16")
-
-
 @pytest.mark.skipif(not gpus(), reason=NO_GPU)
 def test_runs_on_the_gpu_and_matches_pytorch(cuda_artifacts):
     import torch

@@ -149,3 +149,14 @@ def test_fp16_keeps_io_and_sensitive_ops_in_fp32(split, tmp_path):
     got = module.run({"x": x})
     for (name, g), w in zip(got.items(), want):
         assert g.dtype == np.float32 and np.abs(g - w).max() < 2e-2, name
+
+
+def test_tvm_fp16_on_the_cpu_computes_in_fp16_and_keeps_top1(lenet_onnx, split, tmp_path):
+    """ToMixedPrecision on the CPU pipeline: fp16 kernels, fp32 I/O, within fp16 rounding of fp32."""
+    fp16 = compile_model(lenet_onnx, "cpu", tmp_path / "lenet16.edgec", backend="tvm", precision="fp16")
+    fp32 = compile_model(lenet_onnx, "cpu", tmp_path / "lenet32.edgec", backend="tvm")
+    assert fp16.manifest["precision"] == "fp16" and fp16.manifest["outputs"][0]["dtype"] == "float32"
+    x = split.x_test[:64]
+    half, full = rt.load(fp16.path)(x)[0], rt.load(fp32.path)(x)[0]
+    assert half.dtype == np.float32 and 1e-4 < np.abs(half - full).max() < 2e-2  # really fp16, and close
+    assert (half.argmax(1) == full.argmax(1)).mean() >= 0.98

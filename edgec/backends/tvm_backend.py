@@ -22,9 +22,10 @@ default_tvm_threads()  # TVM's own default is half the CPUs: one thread on a 2-c
 
 
 class TvmBackend(Backend):
-    """CPU (x86-64, aarch64 cross) with edgec's schedule rules, fp32/int8; CUDA (incl. Jetson) fp32/fp16 with
-    convs as implicit GEMMs (fp16 on the tensor cores) and dlight for the rest (`tvm_cuda`). int8 lowers the QDQ model's conv/matmul to integer kernels (`tvm_rewrites.integer_qdq`) and
-    runs its max pools on the 8-bit values (`tvm_rewrites.quantized_pool`)."""
+    """CPU (x86-64, aarch64 cross) with edgec's schedule rules, fp32/fp16/int8; CUDA (incl. Jetson) fp32/fp16
+    with convs as implicit GEMMs (fp16 on the tensor cores) and dlight for the rest (`tvm_cuda`). int8 lowers
+    the QDQ model's conv/matmul to integer kernels (`tvm_rewrites.integer_qdq`) and runs its max pools on the
+    8-bit values (`tvm_rewrites.quantized_pool`); fp16 on a CPU is ToMixedPrecision (see `tvm_pipeline`)."""
 
     name = "tvm"
     precisions = ("fp32", "fp16", "int8")
@@ -36,9 +37,6 @@ class TvmBackend(Backend):
 
     def check(self, target: Target, options: CompileOptions) -> None:
         super().check(target, options)
-        if options.precision == "fp16" and target.device != "cuda":
-            raise UnsupportedError(f"backend 'tvm' compiles fp16 for CUDA targets only; for target '{target.name}' "
-                                   "use fp32, or --backend ort --precision fp16")
         if options.precision == "int8" and target.device != "cpu":
             raise UnsupportedError(f"backend 'tvm' compiles int8 for CPU targets only; for target '{target.name}' "
                                    "use fp32/fp16, or --backend tensorrt --precision int8")

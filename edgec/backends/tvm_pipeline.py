@@ -9,6 +9,9 @@ CPU (`llvm` targets), in order:
    weights, so one output-channel vector is one contiguous weight load times one broadcast input.
    Weight transposes are constants and fold away in numpy (`fold_constant_moves`); elementwise ops
    and pooling follow the layout; zero-point pads follow it too (`tvm_rewrites.pad_layout`).
+   fp16 (`--precision fp16`): Relax's ToMixedPrecision right after lift_clip, fp16 tensors with fp32
+   accumulation in conv/matmul, graph I/O fp32; correct on any CPU, fast only where the CPU has fp16
+   arithmetic (x86 without AVX512-FP16 converts each value, and runs it about 2x slower than fp32).
 2. TVM's CPU legalization and fusion (LegalizeOps, FuseOps, FuseTIR): bias, folded BatchNorm,
    ReLU/Clip and residual adds end up in the conv/matmul kernel as epilogue blocks. Constant
    kernels are evaluated with one build for the whole model (`fold_constant_calls`), not Relax
@@ -45,10 +48,10 @@ def relax_pipeline(target: Target, options: CompileOptions, tuned=None):
         from edgec.backends import tvm_cuda
 
         return tvm.transform.Sequential([tvm_cuda.relax_pipeline(target, options), canonical_shape_funcs()])
-    return tvm.transform.Sequential([cpu_pipeline(tvm_target, tuned), canonical_shape_funcs()])
+    return tvm.transform.Sequential([cpu_pipeline(tvm_target, tuned, options.precision), canonical_shape_funcs()])
 
 
-def cpu_fused_passes(tvm_target) -> list:
+def cpu_fused_passes(tvm_target, precision: str = "fp32") -> list:
     """Steps 1-2 of the CPU pipeline (rewrites, legalize + fuse): the kernels the rules (or a tuning
     database) schedule. Run them under `with tvm_target`."""
     from tvm import relax
@@ -61,8 +64,9 @@ def cpu_fused_passes(tvm_target) -> list:
     from edgec.backends.tvm_rewrites.pad_layout import pad_layout
     from edgec.backends.tvm_rewrites.quantized_pool import quantized_pool
 
-    passes = [quantized_pool, integer_qdq, lift_clip, relax.transform.ConvertLayout(CONV2D_LAYOUT), pad_layout,
-              fold_constant_moves]
+    passes = [quantized_pool, integer_qdq, lift_clip]
+    passes += [relax.transform.ToMixedPrecision(out_dtype="float32")] if precision == "fp16" else []
+    passes += [relax.transform.ConvertLayout(CONV2D_LAYOUT), pad_layout, fold_constant_moves]
     passes += cpu_generic.library_dispatch_passes(tvm_target)
     passes += [relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
                fold_constant_calls,  # weight transposes from ConvertLayout, in one build
@@ -72,7 +76,7 @@ def cpu_fused_passes(tvm_target) -> list:
     return passes
 
 
-def cpu_pipeline(tvm_target, tuned=None):
+def cpu_pipeline(tvm_target, tuned=None, precision: str = "fp32"):
     """edgec's CPU pipeline as one module pass (rewrites, legalize + fuse, tuned kernels, schedule rules,
     lowering)."""
     import tvm
@@ -86,7 +90,7 @@ def cpu_pipeline(tvm_target, tuned=None):
     @tvm.transform.module_pass(opt_level=0, name="edgec.CpuPipeline")
     def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         with tvm_target:
-            passes = cpu_fused_passes(tvm_target)
+            passes = cpu_fused_passes(tvm_target, precision)
             passes += [tuned.apply_pass()] if tuned is not None else []  # before the rules, which skip them
             passes += [dlight.ApplyDefaultSchedule(*cpu_rules()),
                        relax.transform.SplitLayoutRewritePreproc(),  # weight repacks become their own calls

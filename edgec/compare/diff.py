@@ -115,12 +115,25 @@ def _pick_dataset(spec: str, path: Path, samples: int):
     return data
 
 
+def _quantized_for(model: onnx.ModelProto, backend: str, int8) -> tuple[onnx.ModelProto, dict]:
+    """`model` quantized to QDQ as `edgec compile --precision int8` does it for this host's CPU and `backend`."""
+    from edgec.backends import get_backend
+    from edgec.quantize.int8 import scheme_for
+    from edgec.quantize.pipeline import Int8Options, quantize_int8
+    from edgec.targets import resolve_target
+
+    scheme = scheme_for(resolve_target("cpu"), get_backend(backend).int8_symmetric_activations)
+    return quantize_int8(model, int8 or Int8Options(), scheme)
+
+
 def compare(model_path: str, backends=("tvm", "ort"), precision: str = "fp32", reference_path: str | None = None,
             dataset: str = "auto", samples: int = 8, atol: float = 1e-4, rtol: float = 1e-3,
-            min_cosine: float = 0.999) -> CompareResult:
+            min_cosine: float = 0.999, int8=None) -> CompareResult:
     """Run MODEL on backends[0] (after edgec's passes, as `compile` would) and the reference (MODEL, or
     `reference_path`) on backends[1]; compare every tensor both graphs name, in topological order.
-    Graphs with QuantizeLinear/DequantizeLinear are judged by cosine similarity (see tensor_diff)."""
+    precision int8 quantizes MODEL as compile does (`int8`: edgec.quantize.pipeline.Int8Options, its
+    calibration data required); fp16 compiles it with the backend's fp16 conversion. Graphs with
+    QuantizeLinear/DequantizeLinear are judged by cosine similarity (see tensor_diff)."""
     from edgec.frontend.loader import dims_of, graph_inputs, load_model
     from edgec.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
 
@@ -139,8 +152,12 @@ def compare(model_path: str, backends=("tvm", "ort"), precision: str = "fp32", r
     feeds = _feeds(data, name, dims_of(graph_inputs(ref_model)[0]))
 
     optimized, _ = run_pipeline(test_model, DEFAULT_PIPELINE, PassContext(model_path=model_path, validate=False))
+    quantization = None
+    if precision == "int8":  # calibrated before exposing, as compile quantizes the optimized graph
+        optimized, quantization = _quantized_for(optimized, test_backend, int8)
     test_exposed, test_names = capture.exposed(optimized)
-    test_runs = capture.run_backend(test_exposed, test_backend, precision, feeds, model_path)
+    compiled_as = "fp32" if precision == "int8" else precision  # an int8 graph is QDQ by now
+    test_runs = capture.run_backend(test_exposed, test_backend, compiled_as, feeds, model_path)
     ref_exposed, ref_names = capture.exposed(ref_model)
     if ref_backend == "ort":
         ref_runs = capture.run_onnxruntime(ref_exposed, feeds)
@@ -152,11 +169,13 @@ def compare(model_path: str, backends=("tvm", "ort"), precision: str = "fp32", r
     where = capture.producers(ref_exposed)
     common = [n for n in ref_names if n in set(test_names)]
     quantized = is_quantized(test_model) or is_quantized(ref_model) or precision == "int8"
-    cosine_bar = min_cosine if quantized else None
+    reduced = quantized or precision == "fp16"  # rounding steps grow through the layers: judged by cosine
+    cosine_bar = min_cosine if reduced else None
     diffs = [tensor_diff(n, where[n], [r[n] for r in test_runs], [r[n] for r in ref_runs], atol, rtol,
                          cosine_bar) for n in sorted(common, key=lambda n: where[n][2])]
     return CompareResult(
-        test={"model": str(model_path), "backend": test_backend, "precision": precision, "passes": list(DEFAULT_PIPELINE)},
+        test={"model": str(model_path), "backend": test_backend, "precision": precision, "passes": list(DEFAULT_PIPELINE),
+              "quantization": quantization},
         reference={"model": str(ref_path), "backend": ref_backend, "precision": "fp32"},
         tensors=diffs,
         unmatched={"test_only": sorted(set(test_names) - set(common)),
@@ -164,5 +183,5 @@ def compare(model_path: str, backends=("tvm", "ort"), precision: str = "fp32", r
         inputs={"dataset": data.name, "samples": len(data.x), "input": name,
                 "shape": list(data.x.shape[1:]), "dtype": str(data.x.dtype)},
         tolerance={"atol": atol, "rtol": rtol, "min_cosine": cosine_bar,
-                   "mode": "cosine (quantized graph)" if quantized else "elementwise"},
+                   "mode": "cosine (quantized graph)" if quantized else "cosine (fp16)" if reduced else "elementwise"},
     )
