@@ -125,7 +125,11 @@ def optimize(model: str, output: str, passes: str | None, no_validate: bool, as_
               type=click.Choice(("minmax", "percentile", "entropy")))
 @click.option("--calib-samples", default=64, show_default=True, type=int, help="Calibration samples to use.")
 @click.option("--max-accuracy-drop", type=float, metavar="POINTS",
-              help="int8: keep the most sensitive layers in float until top-1 drops at most this much.")
+              help="int8: keep the most sensitive layers in float until top-1 drops at most this much, measured "
+                   "with this backend on validation samples (digits: the end of its training split; DATA.npz: its "
+                   "last quarter, or --validation-data).")
+@click.option("--validation-data", type=click.Path(dir_okay=False), metavar="DATA.npz",
+              help="--max-accuracy-drop: labelled samples (arrays x, y) to measure the drop on.")
 @click.option("--tuning-db", type=click.Path(file_okay=False),
               help="Tuning database directory (tvm: from `edgec tune`, default the one shipped in tuning/ for the "
                    "target if any, 'none' for rules only; tensorrt: keeps its timing cache there).")
@@ -136,8 +140,8 @@ def optimize(model: str, output: str, passes: str | None, no_validate: bool, as_
               help="NonMaxSuppression: in the backend where it can (auto) or always in the runtime (host).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .edgec artifact.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def compile_cmd(model, target, backend, precision, calib, calib_method, calib_samples, max_accuracy_drop, tuning_db,
-                arch, input_shapes, nms, output, as_json) -> None:
+def compile_cmd(model, target, backend, precision, calib, calib_method, calib_samples, max_accuracy_drop,
+                validation_data, tuning_db, arch, input_shapes, nms, output, as_json) -> None:
     """Compile MODEL (ONNX) for TARGET into one .edgec artifact."""
     from edgec.compiler import compile_model
     from edgec.errors import UnsupportedError
@@ -145,9 +149,9 @@ def compile_cmd(model, target, backend, precision, calib, calib_method, calib_sa
     from edgec.quantize.pipeline import Int8Options
     from edgec.targets import cuda_target_name
 
-    if (calib or max_accuracy_drop is not None) and precision != "int8":
-        raise EdgecError("--calib and --max-accuracy-drop are only used with --precision int8")
-    int8 = Int8Options(calib, calib_method, calib_samples, max_accuracy_drop)
+    if (calib or max_accuracy_drop is not None or validation_data) and precision != "int8":
+        raise EdgecError("--calib, --max-accuracy-drop and --validation-data are only used with --precision int8")
+    int8 = Int8Options(calib, calib_method, calib_samples, max_accuracy_drop, validation_data)
     if tuning_db and backend == "ort":
         raise UnsupportedError("--tuning-db: backend 'ort' has no tuning database; use it with --backend tvm "
                                "(databases from `edgec tune`) or tensorrt (its timing cache)")

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+import onnx
+
 from edgec import __version__
 from edgec.backends import CompileOptions, get_backend
+from edgec.errors import EdgecError
 from edgec.frontend.loader import io_spec, load_model
 from edgec.passes import DEFAULT_PIPELINE, PassContext, nms_host_split, run_pipeline
 from edgec.quantize.int8 import scheme_for
@@ -60,7 +65,9 @@ def compile_model(model_path: str | os.PathLike, target: str, output: str | os.P
     quantization = None
     if precision == "int8":
         scheme = scheme_for(tgt, chosen.int8_symmetric_activations)
-        graph, quantization = quantize_int8(graph, int8 or Int8Options(), scheme)
+        measure = _host_backend(chosen)  # --max-accuracy-drop measures with the backend being compiled
+        graph, quantization = quantize_int8(graph, int8 or Int8Options(), scheme, host_runner(measure, model_path),
+                                            f"{measure} (this host's CPU)")
     inputs, outputs = io_spec(graph)
     graph, nms_plan = nms_host_split.plan(graph, chosen, on_host=nms == "host")  # cut out for the runtime
     payload = chosen.compile(graph, tgt, options)
@@ -82,3 +89,31 @@ def compile_model(model_path: str | os.PathLike, target: str, output: str | os.P
         manifest["passes"] += ["nms_host_split"] if nms_plan["host"] else []
     written = write_artifact(output, manifest, payload.files)  # no re-read and re-hash of the payload
     return CompileResult(Path(output), written, time.perf_counter() - start, records)
+
+
+def _host_backend(backend) -> str:
+    """`backend`'s name where it compiles for this host's CPU, else ONNX Runtime's (TensorRT here)."""
+    try:
+        backend.check(resolve_target("cpu"), CompileOptions())
+    except EdgecError:
+        return "ort"
+    return backend.name
+
+
+def run_on_host(model: onnx.ModelProto, backend: str, feeds: list[dict], model_path: str = "model.onnx",
+                precision: str = "fp32") -> list[dict[str, np.ndarray]]:
+    """Compile `model` as it is (no graph passes) for this host's CPU with `backend`, run it on each feed."""
+    import edgec.runtime as rt
+
+    with tempfile.TemporaryDirectory(prefix="edgec-run-") as tmp:
+        src = Path(tmp) / (Path(model_path).stem + ".onnx")
+        onnx.save(model, src)
+        artifact = compile_model(src, "cpu", Path(tmp) / "model.edgec", backend=backend, precision=precision,
+                                 passes=(), validate=False).path
+        module = rt.load(artifact)
+        return [module.run(f) for f in feeds]
+
+
+def host_runner(backend: str, model_path: str = "model.onnx"):
+    """`run(model, feeds)` for edgec.quantize: `run_on_host` with `backend`."""
+    return lambda model, feeds: run_on_host(model, backend, feeds, model_path)

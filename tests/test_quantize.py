@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -11,7 +14,7 @@ from onnx import numpy_helper
 import edgec.runtime as rt
 from edgec.compiler import compile_model
 from edgec.errors import EdgecError
-from edgec.quantize.calibration import calibration_inputs
+from edgec.quantize.calibration import VALIDATION_SAMPLES, calibration_inputs, validation_split
 from edgec.quantize.fallback import quantize_within_budget
 from edgec.quantize.fp16 import to_fp16
 from edgec.quantize.int8 import Int8Scheme, quantize, scheme_for
@@ -30,9 +33,9 @@ def split():
     return data.digits(28, 1)
 
 
-def _accuracy(model: onnx.ModelProto, split) -> float:
+def _accuracy(model: onnx.ModelProto, x: np.ndarray, y: np.ndarray) -> float:
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return float((session.run(None, {"input": split.x_test})[0].argmax(1) == split.y_test).mean())
+    return float((session.run(None, {"input": x})[0].argmax(1) == y).mean())
 
 
 def test_calibration_uses_training_split_in_fixed_order(lenet, split):
@@ -46,7 +49,7 @@ def test_calibration_is_deterministic_and_keeps_accuracy(lenet, split, method):
     feeds = calibration_inputs("digits", lenet, 32)
     a, b = quantize(lenet, feeds, method), quantize(lenet, feeds, method)
     assert a.SerializeToString() == b.SerializeToString()
-    assert 100 * (_accuracy(lenet, split) - _accuracy(a, split)) <= 1.0
+    assert 100 * (_accuracy(lenet, split.x_test, split.y_test) - _accuracy(a, split.x_test, split.y_test)) <= 1.0
 
 
 def test_weights_are_symmetric_per_channel(lenet):
@@ -96,13 +99,15 @@ def test_reduced_range_weights_and_uint8_activations(lenet):
 def test_fallback_respects_the_budget(lenet, split, budget):
     feeds = [{"input": split.x_train[i:i + 1] * 0.3} for i in range(32)]  # ranges 3x too narrow: clipping
     clipped = quantize(lenet, feeds)
-    base = _accuracy(lenet, split)
-    assert 100 * (base - _accuracy(clipped, split)) > 10  # the plain int8 model really is broken
-    result = quantize_within_budget(lenet, feeds, split.x_test, split.y_test, budget)
+    x, y, _ = validation_split("digits", lenet)
+    base = _accuracy(lenet, x, y)
+    assert 100 * (base - _accuracy(clipped, x, y)) > 10  # the plain int8 model really is broken
+    result = quantize_within_budget(lenet, feeds, x, y, budget)
     assert result.fp32_accuracy == base
     assert 100 * (base - result.int8_accuracy) <= budget
-    assert result.int8_accuracy == _accuracy(result.model, split)
-    assert result.kept_float and set(result.kept_float) <= set(result.sensitivity)
+    assert result.int8_accuracy == _accuracy(result.model, x, y)
+    units = {n for unit in result.sensitivity for n in unit.split("+")}
+    assert result.kept_float and set(result.kept_float) <= units
     floats = {t.name for t in result.model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
     for node in result.model.graph.node:  # kept layers compute in float: their weights stay float
         if node.name in result.kept_float and node.op_type in ("Conv", "Gemm"):
@@ -117,7 +122,7 @@ def test_int8_artifact_on_ort_matches_within_one_point(lenet_onnx, split, tmp_pa
                                                                               "samples": 64}
     module = rt.load(result.path)
     logits = np.concatenate([module(split.x_test[i:i + 1])[0] for i in range(len(split.x_test))])
-    fp32 = _accuracy(onnx.load(lenet_onnx), split)
+    fp32 = _accuracy(onnx.load(lenet_onnx), split.x_test, split.y_test)
     assert 100 * (fp32 - float((logits.argmax(1) == split.y_test).mean())) <= 1.0
 
 
@@ -160,3 +165,70 @@ def test_tvm_fp16_on_the_cpu_computes_in_fp16_and_keeps_top1(lenet_onnx, split, 
     half, full = rt.load(fp16.path)(x)[0], rt.load(fp32.path)(x)[0]
     assert half.dtype == np.float32 and 1e-4 < np.abs(half - full).max() < 2e-2  # really fp16, and close
     assert (half.argmax(1) == full.argmax(1)).mean() >= 0.98
+
+
+def _fragile_lenet_relu() -> onnx.ModelProto:
+    """The trained lenet-relu with one fragile layer: its second conv reads an extra, always-zero input
+    channel (a Pad) through weights 200x its largest, so float outputs are unchanged but each output
+    channel's int8 weight scale is set by the zero channel and the real weights round to 0."""
+    from onnx import helper
+
+    from edgec.frontend.export import export_onnx, resolve_exportable
+
+    net, shape, outputs = resolve_exportable("lenet-relu")
+    with tempfile.TemporaryDirectory() as tmp:
+        model = onnx.load(export_onnx(net, shape, Path(tmp) / "lenet-relu.onnx", output_names=outputs))
+    conv = [n for n in model.graph.node if n.op_type == "Conv"][1]
+    weight = next(t for t in model.graph.initializer if t.name == conv.input[1])
+    w = numpy_helper.to_array(weight)
+    wide = np.concatenate([w, np.full((w.shape[0], 1, *w.shape[2:]), 200 * np.abs(w).max(), np.float32)], axis=1)
+    weight.CopyFrom(numpy_helper.from_array(wide, conv.input[1]))
+    model.graph.initializer.append(numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 1, 0, 0], np.int64), "pads"))
+    index = list(model.graph.node).index(conv)
+    model.graph.node.insert(index, helper.make_node("Pad", [conv.input[0], "pads"], ["zero_channel"], name="pad"))
+    conv.input[0] = "zero_channel"
+    return model
+
+
+@pytest.mark.parametrize("backend", ["ort", "tvm"])
+def test_budget_keeps_exactly_the_fragile_layer_float(backend):
+    """Sensitivity and accuracy are measured on the backend being compiled, on validation samples; the
+    fragile conv (with the ReLU the quantizer fused into it: one unit) is the one layer kept float."""
+    from edgec.compiler import host_runner
+
+    model = _fragile_lenet_relu()
+    feeds = calibration_inputs("digits", model, 32)
+    x, y, _ = validation_split("digits", model, 32)
+    scheme = Int8Scheme("uint8", reduce_range=True)
+    result = quantize_within_budget(model, feeds, x, y, 1.0, scheme=scheme, run=host_runner(backend))
+    assert result.steps[0]["accuracy"] < result.fp32_accuracy - 0.5  # all-int8 is broken by that layer
+    assert result.kept_float == ["/3/Conv", "/4/Relu"]  # exactly it: not "everything float"
+    assert max(result.sensitivity, key=result.sensitivity.get) == "/3/Conv+/4/Relu"
+    assert 100 * (result.fp32_accuracy - result.int8_accuracy) <= 1.0
+
+
+def test_budget_is_chosen_on_validation_samples_disjoint_from_calibration_and_test(lenet_onnx, split, tmp_path):
+    result = compile_model(lenet_onnx, "cpu", tmp_path / "l8.edgec", backend="tvm", precision="int8",
+                           int8=Int8Options(calib="digits", max_accuracy_drop=0.5))
+    quant = result.manifest["quantization"]
+    assert quant["validation"] == {
+        "data": "digits", "samples": VALIDATION_SAMPLES, "measured_on": "tvm (this host's CPU)",
+        "split": f"the last {VALIDATION_SAMPLES} of digits' training split (calibration uses its first 64; the "
+                 "held-out split is not used)"}
+    x, _, _ = validation_split("digits", onnx.load(lenet_onnx))
+    rows = {r.tobytes() for r in x}
+    assert not rows & {r.tobytes() for r in split.x_test} and not rows & {r.tobytes() for r in split.x_train[:64]}
+
+
+def test_calibration_file_without_validation_data_is_split(lenet_onnx, split, tmp_path):
+    data = tmp_path / "calib.npz"
+    np.savez(data, x=split.x_train[:200], y=split.y_train[:200])
+    result = compile_model(lenet_onnx, "cpu", tmp_path / "l8.edgec", backend="ort", precision="int8",
+                           int8=Int8Options(calib=str(data), samples=100, max_accuracy_drop=1.0))
+    validation = result.manifest["quantization"]["validation"]
+    assert validation["samples"] == 50 and validation["measured_on"] == "ort (this host's CPU)"
+    assert validation["split"].startswith("the last 50 of 200 samples of the --calib file (calibration uses its "
+                                          "first 100)")
+    with pytest.raises(EdgecError, match=r"^--calib-samples 160: .* has 200 samples and its last 50 validate "):
+        compile_model(lenet_onnx, "cpu", tmp_path / "x.edgec", backend="ort", precision="int8",
+                      int8=Int8Options(calib=str(data), samples=160, max_accuracy_drop=1.0))

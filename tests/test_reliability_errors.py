@@ -235,7 +235,7 @@ CLI_CASES = [
     ("compile", "unknown --backend", [*COMPILE, "--backend", "trt"], 2,
      f"Invalid value for '--backend': 'trt' is not one of {', '.join(map(repr, (*BACKENDS, 'auto')))}. (see --help)"),
     ("compile", "--calib without int8", [*COMPILE, "--calib", "calib.npz"], 2,
-     "--calib and --max-accuracy-drop are only used with --precision int8"),
+     "--calib, --max-accuracy-drop and --validation-data are only used with --precision int8"),
     ("compile", "--input-shape not dims", [*COMPILE, "--input-shape", "abc"], 2, f"--input-shape 'abc': {SHAPE}"),
     ("compile", "--input-shape with a 0 dim", [*COMPILE, "--input-shape", "1x0x8x8"], 2,
      f"--input-shape '1x0x8x8': {SHAPE}"),

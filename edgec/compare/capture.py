@@ -11,9 +11,6 @@ kernel's output tensor instead.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import onnx
 
@@ -63,16 +60,9 @@ def run_onnxruntime(model: onnx.ModelProto, feeds_list: list[dict]) -> list[dict
 def run_backend(model: onnx.ModelProto, backend: str, precision: str, feeds_list: list[dict],
                 model_path: str) -> list[dict[str, np.ndarray]]:
     """Compile the (already optimized, exposed) model with edgec for this host and run it."""
-    import edgec.runtime as rt
-    from edgec.compiler import compile_model
+    from edgec.compiler import run_on_host
 
-    with tempfile.TemporaryDirectory(prefix="edgec-compare-") as tmp:
-        src = Path(tmp) / Path(model_path).name
-        onnx.save(model, src)
-        artifact = compile_model(src, "cpu", Path(tmp) / "model.edgec", backend=backend, precision=precision,
-                                 passes=()).path
-        module = rt.load(artifact)
-        return [module.run(feeds) for feeds in feeds_list]
+    return run_on_host(model, backend, feeds_list, model_path, precision)
 
 
 def input_name(model: onnx.ModelProto, model_path: str) -> str:

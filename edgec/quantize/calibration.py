@@ -1,4 +1,9 @@
-"""Calibration inputs for int8: the training split of digits (never the held-out split) or an .npz."""
+"""Calibration inputs for int8, and the validation samples `--max-accuracy-drop` chooses with.
+
+Neither ever touches the held-out split a report scores: `digits` calibrates on the first samples of
+its training split and validates on the last VALIDATION_SAMPLES of it; a DATA.npz calibrates on its
+first samples and, without a separate `--validation-data` file, validates on its last quarter.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from edgec.errors import EdgecError
 from edgec.frontend.loader import dims_of, graph_inputs
 
 DEFAULT_SAMPLES = 64
+VALIDATION_SAMPLES = 360  # digits: as many as its held-out split, from the end of the training split
 
 
 def calibration_inputs(spec: str, model: onnx.ModelProto, samples: int = DEFAULT_SAMPLES,
@@ -36,24 +42,65 @@ def calibration_inputs(spec: str, model: onnx.ModelProto, samples: int = DEFAULT
     return [{name: np.ascontiguousarray(x[i:i + 1])} for i in range(len(x))]
 
 
-def _digits_train(dims: list, zoo_entry) -> np.ndarray:
+def _digits_split(dims: list, zoo_entry=None):
     from models import data
 
     if zoo_entry is not None:
-        return zoo_entry.load_data().x_train
+        return zoo_entry.load_data()
     if len(dims) != 4 or not all(isinstance(d, int) for d in dims[1:]) or dims[2] != dims[3]:
         raise EdgecError(f"--calib digits needs an NxCxHxH image input, the model takes "
                          f"{'x'.join(map(str, dims))}; pass --calib DATA.npz")
-    return data.digits(dims[2], dims[1]).x_train
+    return data.digits(dims[2], dims[1])
 
 
-def _npz(path: Path) -> np.ndarray:
+def _digits_train(dims: list, zoo_entry) -> np.ndarray:
+    return _digits_split(dims, zoo_entry).x_train
+
+
+def _npz(path: Path, labels: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Array `x` of an .npz (with `labels`: and `y`)."""
     if not path.is_file():
         raise EdgecError(f"{path}: no such calibration file")
     try:
         with np.load(path, allow_pickle=False) as npz:
             if "x" not in npz:
                 raise EdgecError(f"{path}: calibration data needs an array 'x'; found {', '.join(npz.files) or 'nothing'}")
-            return npz["x"]
+            if not labels:
+                return npz["x"]
+            if "y" not in npz:
+                raise EdgecError(f"--max-accuracy-drop needs labels: {path} has no array 'y' next to 'x'")
+            return npz["x"], npz["y"]
     except (OSError, ValueError) as e:
         raise EdgecError(f"{path}: not a readable .npz file ({e})") from None
+
+
+def validation_split(spec: str, model: onnx.ModelProto, samples: int = DEFAULT_SAMPLES,
+                     validation: str | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(x, y, description) the accuracy budget is measured on: `validation` (a labelled DATA.npz) when
+    given, else a part of the calibration data `spec` that calibration does not use."""
+    if validation is not None:
+        x, y = _npz(Path(validation), labels=True)
+        return x.astype(np.float32), y, {"data": Path(validation).name, "samples": len(x),
+                                         "split": "the --validation-data file"}
+    if spec == "digits":
+        split = _digits_split(dims_of(graph_inputs(model)[0]))
+        if samples > len(split.x_train) - VALIDATION_SAMPLES:
+            raise EdgecError(f"--calib-samples {samples}: digits' training split has {len(split.x_train)} samples and "
+                             f"its last {VALIDATION_SAMPLES} validate --max-accuracy-drop; use at most "
+                             f"{len(split.x_train) - VALIDATION_SAMPLES}")
+        return (split.x_train[-VALIDATION_SAMPLES:], split.y_train[-VALIDATION_SAMPLES:],
+                {"data": "digits", "samples": VALIDATION_SAMPLES,
+                 "split": f"the last {VALIDATION_SAMPLES} of digits' training split (calibration uses its first "
+                          f"{samples}; the held-out split is not used)"})
+    x, y = _npz(Path(spec), labels=True)
+    held = max(1, len(x) // 4)
+    if len(x) < 2:
+        raise EdgecError(f"--calib {spec}: {len(x)} samples cannot be split into calibration and validation; "
+                         "pass --validation-data DATA.npz")
+    if samples > len(x) - held:
+        raise EdgecError(f"--calib-samples {samples}: {spec} has {len(x)} samples and its last {held} validate "
+                         f"--max-accuracy-drop; use at most {len(x) - held}, or pass --validation-data DATA.npz")
+    return (x[-held:].astype(np.float32), y[-held:],
+            {"data": Path(spec).name, "samples": held,
+             "split": f"the last {held} of {len(x)} samples of the --calib file (calibration uses its first "
+                      f"{samples}); pass --validation-data for a separate file"})
