@@ -1,8 +1,9 @@
 """`edgec compile --backend auto`: compile every candidate backend, verify, time, keep the fastest.
 
 Only meaningful where the target is this machine: each candidate artifact is loaded here, checked
-against ONNX Runtime running the source model in fp32 on the same inputs (random ones; for int8 the
-first calibration samples, since a quantized model is only right on in-range data), and timed in
+against ONNX Runtime running the source model in fp32 on the same real samples a report would use
+(`--verify-data`, else the first calibration samples, else digits' first held-out images where the
+input takes them; seeded random inputs only when no data fits, and the manifest says so), and timed in
 interleaved rounds (so drift on a noisy machine hits every candidate alike). The fastest verified
 candidate becomes the artifact; its manifest's `backend_selection` records every candidate's
 verdict, error and p50 latency, so the choice can be audited later.
@@ -26,7 +27,7 @@ ROUNDS = 5
 CALLS_PER_ROUND = 20
 FP32_TOLERANCE = 1e-3  # max |got - want| relative to max |want| (at least 1)
 REDUCED_MIN_COSINE = 0.99  # fp16/int8 outputs: cosine similarity to the fp32 reference
-VERIFY_SAMPLES = 8  # int8: calibration samples the candidates are checked on
+VERIFY_SAMPLES = 8  # real samples every candidate is checked on
 
 
 def check_host_target(target: Target) -> None:
@@ -76,14 +77,32 @@ def verify(outputs: list[dict[str, np.ndarray]], reference: list[list[np.ndarray
     return None
 
 
-def _check_inputs(model, module, precision: str, int8) -> list[dict]:
-    from edgec.runtime.bench import make_inputs
+def verification_inputs(model, model_path: str, int8=None, verify_data: str | None = None) -> tuple[list[dict], str]:
+    """(feeds, what they are): VERIFY_SAMPLES real samples, one feed each (the model's fixed batch where it
+    has one): `verify_data` (digits or DATA.npz: its first held-out / stored samples), else the first
+    calibration samples, else digits' first held-out images when the input takes them, else random."""
+    from edgec.frontend.loader import dims_of, graph_inputs
+    from edgec.report.datasets import load_dataset
 
-    if precision == "int8" and int8 is not None and int8.calib:
+    if verify_data is None and int8 is not None and int8.calib:
         from edgec.quantize.calibration import calibration_inputs
 
-        return calibration_inputs(int8.calib, model, VERIFY_SAMPLES)
-    return [make_inputs(module.inputs, None)]
+        feeds = calibration_inputs(int8.calib, model, VERIFY_SAMPLES)
+        return feeds, f"the first {VERIFY_SAMPLES} calibration samples ({int8.calib})"
+    try:
+        data = load_dataset(verify_data or "digits", Path(model_path), samples=VERIFY_SAMPLES)
+        what = f"the first {VERIFY_SAMPLES} {'held-out ' if data.name == 'digits' else ''}samples of {data.name}"
+    except EdgecError:
+        if verify_data is not None:
+            raise
+        data = load_dataset("random", Path(model_path), samples=VERIFY_SAMPLES)
+        what = (f"{VERIFY_SAMPLES} seeded random inputs: no real data fits the model's input (pass --verify-data "
+                "DATA.npz)")
+    inputs = graph_inputs(model)
+    batch = dims_of(inputs[0])[0]
+    step = batch if isinstance(batch, int) else 1
+    x = data.x[:VERIFY_SAMPLES * step].astype(np.float32)
+    return [{inputs[0].name: np.ascontiguousarray(x[i:i + step])} for i in range(0, len(x) - step + 1, step)], what
 
 
 def _interleaved_p50(modules: dict, feeds: dict) -> dict[str, float]:
@@ -97,7 +116,7 @@ def _interleaved_p50(modules: dict, feeds: dict) -> dict[str, float]:
 
 
 def compile_auto(model_path: str | os.PathLike, target: str, output: str | os.PathLike, precision: str = "fp32",
-                 input_shapes: dict | None = None, **compile_args):
+                 input_shapes: dict | None = None, verify_data: str | None = None, **compile_args):
     """Like `compile_model`, choosing the backend by measurement; returns the chosen CompileResult."""
     import edgec.runtime as rt
     from edgec.compiler import compile_model
@@ -115,10 +134,10 @@ def compile_auto(model_path: str | os.PathLike, target: str, output: str | os.Pa
         raise UnsupportedError(f"--backend auto: no backend compiles precision '{precision}' for target '{tgt.name}'")
     source = load_model(model_path, input_shapes)
     reference = ort.InferenceSession(source.SerializeToString(), providers=["CPUExecutionProvider"])
+    checks, verified_on = verification_inputs(source, model_path, compile_args.get("int8"), verify_data)
     records: dict[str, dict] = {}
     modules, results = {}, {}
     with tempfile.TemporaryDirectory(prefix="edgec-auto-") as tmp:
-        checks = None
         for name in names:
             try:
                 result = compile_model(model_path, target, Path(tmp) / f"{name}.edgec", backend=name,
@@ -127,7 +146,6 @@ def compile_auto(model_path: str | os.PathLike, target: str, output: str | os.Pa
             except EdgecError as e:
                 records[name] = {"verdict": "failed", "error": str(e)}
                 continue
-            checks = checks or _check_inputs(source, module, precision, compile_args.get("int8"))
             problem = verify([module.run(f) for f in checks], [reference.run(None, f) for f in checks], precision)
             records[name] = {"verdict": "rejected", "error": problem} if problem else {"verdict": "verified"}
             results[name] = result
@@ -143,7 +161,7 @@ def compile_auto(model_path: str | os.PathLike, target: str, output: str | os.Pa
         manifest, files = read_artifact(results[chosen].path)
         selection = {"chosen": chosen, "method": f"median of {ROUNDS}x{CALLS_PER_ROUND} interleaved calls on "
                                                  "this host, after verification against ONNX Runtime fp32",
-                     "candidates": records}
+                     "verified_on": verified_on, "candidates": records}
         manifest = {k: v for k, v in manifest.items() if k not in ("files", "schema_version")}
         written = write_artifact(output, dict(manifest, backend_selection=selection), files)
         result = results[chosen]

@@ -136,12 +136,15 @@ def optimize(model: str, output: str, passes: str | None, no_validate: bool, as_
 @click.option("--arch", metavar="sm_XX", help="GPU architecture for --target cuda on a machine without that GPU.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]DIMS",
               help="Fix an input's shape, e.g. input=1x1x28x28 (repeatable).")
+@click.option("--verify-data", metavar="digits|DATA.npz",
+              help="--backend auto: check candidates on this data's first 8 samples (default: the calibration data, "
+                   "else digits' held-out images when the input takes them).")
 @click.option("--nms", default="auto", show_default=True, type=click.Choice(("auto", "host")),
               help="NonMaxSuppression: in the backend where it can (auto) or always in the runtime (host).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .edgec artifact.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def compile_cmd(model, target, backend, precision, calib, calib_method, calib_samples, max_accuracy_drop,
-                validation_data, tuning_db, arch, input_shapes, nms, output, as_json) -> None:
+                validation_data, tuning_db, arch, input_shapes, verify_data, nms, output, as_json) -> None:
     """Compile MODEL (ONNX) for TARGET into one .edgec artifact."""
     from edgec.compiler import compile_model
     from edgec.errors import UnsupportedError
@@ -157,11 +160,13 @@ def compile_cmd(model, target, backend, precision, calib, calib_method, calib_sa
                                "(databases from `edgec tune`) or tensorrt (its timing cache)")
     target = cuda_target_name(target, arch)
     shapes = parse_input_shapes(input_shapes)
+    if verify_data and backend != "auto":
+        raise EdgecError("--verify-data is only used with --backend auto")
     if backend == "auto":
         from edgec.autoselect import compile_auto
 
-        result = compile_auto(model, target, output, precision=precision, input_shapes=shapes, int8=int8,
-                              tuning_db=tuning_db, nms=nms)
+        result = compile_auto(model, target, output, precision=precision, input_shapes=shapes, verify_data=verify_data,
+                              int8=int8, tuning_db=tuning_db, nms=nms)
     else:
         result = compile_model(model, target, output, backend=backend, precision=precision, input_shapes=shapes,
                                int8=int8, tuning_db=tuning_db, nms=nms)

@@ -26,6 +26,7 @@ def test_auto_keeps_the_fastest_verified_backend(lenet_onnx, tmp_path):
     want = ort.InferenceSession(str(lenet_onnx), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     assert np.abs(module(x)[0] - want).max() < 1e-4
     assert [p.name for p in tmp_path.iterdir()] == ["auto.edgec"]  # candidates lived in a temporary directory
+    assert selection["verified_on"] == "the first 8 held-out samples of digits"
 
 
 def test_auto_int8_checks_on_calibration_data(lenet_onnx, tmp_path):
@@ -68,3 +69,35 @@ def test_verify_tolerances():
     assert verify(_outputs(np.array([1, 2], np.int64)), [[np.array([1, 3], np.int64)]], "fp32") == \
         "output 'y' differs from the reference"
     assert verify(_outputs(np.array([np.nan, -2.0, 3.0], np.float32)), ref, "fp32") is not None
+
+
+def test_auto_verifies_on_real_held_out_samples_and_records_them(lenet_onnx):
+    """Not one random input: digits' first 8 held-out images (what a report scores first)."""
+    import onnx
+
+    from edgec.autoselect import verification_inputs
+    from models import data
+
+    feeds, what = verification_inputs(onnx.load(lenet_onnx), str(lenet_onnx))
+    assert what == "the first 8 held-out samples of digits"
+    assert np.array_equal(np.concatenate([f["input"] for f in feeds]), data.digits(28, 1).x_test[:8])
+    feeds, what = verification_inputs(onnx.load(lenet_onnx), str(lenet_onnx), Int8Options(calib="digits"))
+    assert what == "the first 8 calibration samples (digits)" and len(feeds) == 8
+
+
+def test_auto_records_random_inputs_only_where_no_data_fits(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgec.autoselect import verification_inputs
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "mlp",  # [N, 16]: no image data fits
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "mlp.onnx")
+    feeds, what = verification_inputs(model, str(tmp_path / "mlp.onnx"))
+    assert what.startswith("8 seeded random inputs: no real data fits the model's input") and len(feeds) == 8
+    np.savez(tmp_path / "v.npz", x=np.ones((3, 16), np.float32))
+    feeds, what = verification_inputs(model, str(tmp_path / "mlp.onnx"), verify_data=str(tmp_path / "v.npz"))
+    assert what == "the first 8 samples of v.npz" and len(feeds) == 3
