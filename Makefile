@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.edgec-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow bench clean toolchain-aarch64
+.PHONY: setup demo lint test test-slow bench clean toolchain-aarch64
 
 setup: toolchain-aarch64 $(STAMP)
 
@@ -34,8 +34,13 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(BIN)/edgec report lenet --targets cpu --precisions fp32 --dataset digits -o reports/demo
 
+# Lint first (seconds): ruff (style, import order) and import-linter (the layering in pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
 # pytest exits 5 when it collected no test: that must fail CI, and does (non-zero), with a reason.
-test: setup
+test: setup lint
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 

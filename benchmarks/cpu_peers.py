@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def networks() -> dict:
-    from models import lenet, mobilenet, resnet
+    from edgec.zoo import lenet, mobilenet, resnet
 
     return {
         "resnet18": (lambda: resnet.resnet18(num_classes=1000, width=64), (3, 224, 224)),
@@ -44,7 +44,7 @@ ZOO_SKIPPED = ("detector", "detector-raw")  # variable-size NMS outputs: see ben
 
 
 def zoo_models() -> list[str]:
-    from models import registry
+    from edgec.zoo import registry
 
     return [f"zoo:{name}" for name in registry.ZOO if name not in ZOO_SKIPPED]
 
@@ -53,7 +53,7 @@ def export(name: str, batch: int, workdir: Path):
     import torch
 
     if name.startswith("zoo:"):
-        from models import registry, train
+        from edgec.zoo import registry, train
 
         net = train.load_trained(name[4:], log=None).eval()
         chw = registry.get(name[4:]).input_shape[1:]
@@ -149,8 +149,9 @@ def main() -> int:
                 fns, notes = runners(net, x, path, Path(tmp), args.tuning_db)
                 err = float(np.abs(fns["edgec"]() - fns["onnxruntime"]()).max())
                 p50 = measure(fns, args.rounds, 5 if name in networks() and name != "lenet" else 50)
-                row = {"model": name, "batch": batch, "p50_ms": p50, "ratio_edgec_ort": p50["edgec"] / p50["onnxruntime"],
-                       "compile_s": notes["compile_s"], "max_abs_err_vs_ort": err, "notes": notes}
+                row = {"model": name, "batch": batch, "p50_ms": p50,
+                       "ratio_edgec_ort": p50["edgec"] / p50["onnxruntime"], "compile_s": notes["compile_s"],
+                       "max_abs_err_vs_ort": err, "notes": notes}
                 rows.append(row)
                 ov = f"{p50['openvino']:.3f}" if "openvino" in p50 else "n/a"
                 print(f"| {name} | {batch} | {p50['edgec']:.3f} | {p50['onnxruntime']:.3f} | {ov} "

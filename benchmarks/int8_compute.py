@@ -39,7 +39,7 @@ def build(m: int, k: int, n: int, integer: bool):
     import tvm
     from tvm import relax
 
-    from edgec.backends.tvm_pipeline import cpu_pipeline
+    from edgec.backends.tvm.pipelines.cpu import cpu_pipeline
     from edgec.targets import resolve_target
 
     rng = np.random.default_rng(0)
@@ -75,10 +75,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
-    from edgec.backends.tvm_schedules.int8_intrinsics import dot_product_for
-    from edgec.targets import resolve_target
-
     import tvm
+
+    from edgec.backends.tvm.schedules.cpu.int8_intrinsics import dot_product_for
+    from edgec.targets import resolve_target
 
     dot = dot_product_for(tvm.target.Target(resolve_target("cpu").tvm))
     print(f"dot product: {dot.name if dot else 'none (int32 vector code)'}, TVM threads: {args.threads}")

@@ -21,14 +21,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's edgec, not an installed one
 
-import edgec.runtime as rt  # noqa: E402
 from cpu_peers import export as export_full_width  # noqa: E402
+
+import edgec.runtime as rt  # noqa: E402
 from edgec.compiler import compile_model  # noqa: E402
 from edgec.errors import EdgecError  # noqa: E402
 from edgec.frontend.export import export_onnx, resolve_exportable  # noqa: E402
 from edgec.quantize.pipeline import Int8Options  # noqa: E402
 from edgec.runtime.bench import time_calls  # noqa: E402
-from models import registry  # noqa: E402
+from edgec.zoo import registry  # noqa: E402
 
 
 def accuracy(module, x: np.ndarray, y: np.ndarray) -> float:

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def _cpu_tests(backend: str, pattern: str | None, shard: tuple[int, int]) -> list[unittest.TestCase]:
     import onnx.backend.test
 
-    from edgec.backends.onnx_backend import BACKENDS
+    from edgec.onnx_backend import BACKENDS
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # generating the expected outputs warns about overflowing casts

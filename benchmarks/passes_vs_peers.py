@@ -27,8 +27,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edgec.frontend.loader import input_specs  # noqa: E402
+from edgec.frontend.reference import Reference  # noqa: E402
+from edgec.metrics.compare import errors  # noqa: E402
 from edgec.passes import DEFAULT_PIPELINE, PassContext, run_pipeline  # noqa: E402
-from edgec.passes.validation import max_abs_error, random_inputs, run_ort  # noqa: E402
+from edgec.runtime.inputs import random_inputs  # noqa: E402
 
 RNG = np.random.default_rng(0)
 
@@ -158,7 +161,7 @@ BUILT = {"resnet-blocks": resnet_blocks, "mobilenet-dw": mobilenet_depthwise, "m
 def zoo_models() -> dict:
     """Every zoo entry, exported with BatchNorm kept; empty when the zoo cannot be imported."""
     try:
-        from models.registry import ZOO
+        from edgec.zoo.registry import ZOO
     except ImportError:
         return {}
     return {f"zoo:{name}": (lambda e=entry: _torch_export(e.build(), e.input_shape)) for name, entry in ZOO.items()}
@@ -190,8 +193,8 @@ TOOLS = {"edgec": edgec_optimize, "onnxslim": onnxslim_optimize, "ort-basic": or
 
 
 def measure(model: onnx.ModelProto, repeat: int) -> dict:
-    feeds = random_inputs(model)
-    reference = run_ort(model, feeds)
+    feeds = random_inputs(input_specs(model))
+    reference = Reference(model).run(feeds)
     row = {"nodes_in": len(model.graph.node)}
     for tool, optimize in TOOLS.items():
         times = []
@@ -199,9 +202,9 @@ def measure(model: onnx.ModelProto, repeat: int) -> dict:
             start = time.perf_counter()
             optimized = optimize(model)
             times.append(time.perf_counter() - start)
-        outputs = run_ort(optimized, feeds)
+        outputs = Reference(optimized).run(feeds)
         row[tool] = {"nodes": len(optimized.graph.node), "ms": 1e3 * statistics.median(times),
-                     "max_abs_err": max(max_abs_error(reference[k], outputs[k]) for k in reference)}
+                     "max_abs_err": max(errors(outputs[k], reference[k]).max_abs_err for k in reference)}
     return row
 
 

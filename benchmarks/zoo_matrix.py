@@ -25,8 +25,7 @@ from edgec import runtime  # noqa: E402
 from edgec.compiler import compile_model  # noqa: E402
 from edgec.errors import EdgecError  # noqa: E402
 from edgec.frontend.export import export_onnx  # noqa: E402
-from models import registry, train  # noqa: E402
-
+from edgec.zoo import registry, train  # noqa: E402
 
 
 def evaluate(name: str, backend: str, onnx_path: Path, reference: np.ndarray, labels: np.ndarray,

@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from edgec.backends import CompileOptions, backend_names, get_backend
-from edgec.compare.diff import cosine_similarity
 from edgec.errors import EdgecError, UnsupportedError
+from edgec.metrics.compare import Cosine, Elementwise, Exact
 from edgec.targets import Target, cuda_arch, host_arch, local_cuda_archs, missing_cpu_features, resolve_target
 
 ROUNDS = 5
 CALLS_PER_ROUND = 20
-FP32_TOLERANCE = 1e-3  # max |got - want| relative to max |want| (at least 1)
-REDUCED_MIN_COSINE = 0.99  # fp16/int8 outputs: cosine similarity to the fp32 reference
+FP32_RULE = Elementwise(atol=1e-3, rtol=1e-3, relative_to="max")  # a final output, after every kernel
+REDUCED_RULE = Cosine(0.99)  # fp16/int8 outputs against the fp32 reference
 VERIFY_SAMPLES = 8  # real samples every candidate is checked on
 
 
@@ -54,26 +54,27 @@ def candidates(target: Target, precision: str) -> list[str]:
 
 def verify(outputs: list[dict[str, np.ndarray]], reference: list[list[np.ndarray]], precision: str) -> str | None:
     """None when the outputs (one dict per input sample) match the fp32 reference for `precision`;
-    else what differs."""
+    else what differs. fp32: FP32_RULE on float outputs, Exact on the others; fp16/int8: REDUCED_RULE on
+    float outputs (integer ones, e.g. indices, may legitimately differ)."""
     names = list(outputs[0])
     for index, name in enumerate(names):
+        if any(o[name].shape != r[index].shape for o, r in zip(outputs, reference)):
+            return (f"output '{name}' has shape {list(outputs[0][name].shape)}, "
+                    f"reference {list(reference[0][index].shape)}")
         got = np.concatenate([o[name].ravel() for o in outputs])
         want = np.concatenate([r[index].ravel() for r in reference])
-        if any(o[name].shape != r[index].shape for o, r in zip(outputs, reference)):
-            return f"output '{name}' has shape {list(outputs[0][name].shape)}, reference {list(reference[0][index].shape)}"
         if got.dtype.kind != "f":
-            if precision == "fp32" and not np.array_equal(got, want):
+            if precision == "fp32" and not Exact()(got, want):
                 return f"output '{name}' differs from the reference"
             continue
-        a, b = got.astype(np.float64), want.astype(np.float64)
         if precision == "fp32":
-            err = float(np.abs(a - b).max(initial=0.0)) / max(1.0, float(np.abs(b).max(initial=0.0)))
-            if not err <= FP32_TOLERANCE:
-                return f"output '{name}': max relative error {err:.2e} > {FP32_TOLERANCE:g}"
+            result = FP32_RULE(got, want)
+            if not result:
+                return f"output '{name}': max relative error {result.rel_err:.2e} > {FP32_RULE.rtol:g}"
         else:
-            cosine = cosine_similarity(a, b)
-            if not cosine >= REDUCED_MIN_COSINE:
-                return f"output '{name}': cosine similarity {cosine:.4f} < {REDUCED_MIN_COSINE}"
+            result = REDUCED_RULE(got, want)
+            if not result:
+                return f"output '{name}': cosine similarity {result.cosine:.4f} < {REDUCED_RULE.min_cosine}"
     return None
 
 
@@ -81,8 +82,8 @@ def verification_inputs(model, model_path: str, int8=None, verify_data: str | No
     """(feeds, what they are): VERIFY_SAMPLES real samples, one feed each (the model's fixed batch where it
     has one): `verify_data` (digits or DATA.npz: its first held-out / stored samples), else the first
     calibration samples, else digits' first held-out images when the input takes them, else random."""
+    from edgec.frontend.datasets import load_dataset
     from edgec.frontend.loader import dims_of, graph_inputs
-    from edgec.report.datasets import load_dataset
 
     if verify_data is None and int8 is not None and int8.calib:
         from edgec.quantize.calibration import calibration_inputs
@@ -120,9 +121,8 @@ def compile_auto(model_path: str | os.PathLike, target: str, output: str | os.Pa
     """Like `compile_model`, choosing the backend by measurement; returns the chosen CompileResult."""
     import edgec.runtime as rt
     from edgec.compiler import compile_model
-    import onnxruntime as ort
-
     from edgec.frontend.loader import load_model
+    from edgec.frontend.reference import Reference
     from edgec.runtime.artifact import read_artifact, write_artifact
 
     start = time.perf_counter()
@@ -133,7 +133,7 @@ def compile_auto(model_path: str | os.PathLike, target: str, output: str | os.Pa
     if not names:
         raise UnsupportedError(f"--backend auto: no backend compiles precision '{precision}' for target '{tgt.name}'")
     source = load_model(model_path, input_shapes)
-    reference = ort.InferenceSession(source.SerializeToString(), providers=["CPUExecutionProvider"])
+    reference = Reference(source, optimized=True)
     checks, verified_on = verification_inputs(source, model_path, compile_args.get("int8"), verify_data)
     records: dict[str, dict] = {}
     modules, results = {}, {}
@@ -146,7 +146,8 @@ def compile_auto(model_path: str | os.PathLike, target: str, output: str | os.Pa
             except EdgecError as e:
                 records[name] = {"verdict": "failed", "error": str(e)}
                 continue
-            problem = verify([module.run(f) for f in checks], [reference.run(None, f) for f in checks], precision)
+            problem = verify([module.run(f) for f in checks], [list(reference.run(f).values()) for f in checks],
+                             precision)
             records[name] = {"verdict": "rejected", "error": problem} if problem else {"verdict": "verified"}
             results[name] = result
             if not problem:

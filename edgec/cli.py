@@ -93,9 +93,9 @@ def optimize(model: str, output: str, passes: str | None, no_validate: bool, as_
     """Run graph passes over MODEL and write the optimized ONNX."""
     import onnx
 
+    from edgec.files import write_atomic
     from edgec.frontend.loader import load_model
     from edgec.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
-    from edgec.runtime.artifact import write_atomic
 
     names = _split_list(passes, "--passes") if passes else list(DEFAULT_PIPELINE)
     graph = load_model(model)
@@ -194,8 +194,8 @@ def compile_cmd(model, target, backend, precision, calib, calib_method, calib_sa
 @click.option("--json", "as_json", is_flag=True, help="Print the tuning report as JSON.")
 def tune(model, target, trials, tuning_db, backend, input_shapes, as_json) -> None:
     """Tune MODEL's kernels for TARGET with MetaSchedule; `compile --tuning-db` then uses the winners."""
+    from edgec.backends.tvm.tuning.search.tuner import tune_model
     from edgec.frontend.shapes import parse_input_shapes
-    from edgec.tune.tuner import tune_model
 
     report = tune_model(model, target, trials, tuning_db, parse_input_shapes(input_shapes),
                         log=lambda line: click.echo(line, err=True))
@@ -394,8 +394,8 @@ def zoo() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def zoo_list(as_json: bool) -> None:
     """Every zoo network with its held-out accuracy (from the cached training run)."""
-    from models.registry import ZOO
-    from models.train import cached_metrics
+    from edgec.zoo.registry import ZOO
+    from edgec.zoo.train import cached_metrics
 
     rows = []
     for name, entry in ZOO.items():
@@ -418,8 +418,8 @@ def zoo_list(as_json: bool) -> None:
 @click.argument("name")
 def zoo_train(name: str) -> None:
     """Retrain NAME deterministically and update its cached weights."""
-    from models import registry
-    from models.train import cached_metrics, train_and_save
+    from edgec.zoo import registry
+    from edgec.zoo.train import cached_metrics, train_and_save
 
     try:
         registry.get(name)

@@ -14,10 +14,10 @@ import numpy as np
 import onnx
 
 from edgec import __version__
-from edgec.backends import CompileOptions, get_backend
+from edgec.backends import CompileOptions, get_backend, nms_placement
 from edgec.errors import EdgecError
 from edgec.frontend.loader import io_spec, load_model
-from edgec.passes import DEFAULT_PIPELINE, PassContext, nms_host_split, run_pipeline
+from edgec.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
 from edgec.quantize.int8 import scheme_for
 from edgec.quantize.pipeline import Int8Options, quantize_int8
 from edgec.runtime.artifact import write_artifact
@@ -69,7 +69,7 @@ def compile_model(model_path: str | os.PathLike, target: str, output: str | os.P
         graph, quantization = quantize_int8(graph, int8 or Int8Options(), scheme, host_runner(measure, model_path),
                                             f"{measure} (this host's CPU)")
     inputs, outputs = io_spec(graph)
-    graph, nms_plan = nms_host_split.plan(graph, chosen, on_host=nms == "host")  # cut out for the runtime
+    graph, nms_plan = nms_placement.plan(graph, chosen, on_host=nms == "host")  # cut out for the runtime
     payload = chosen.compile(graph, tgt, options)
     manifest = {
         "edgec_version": __version__,

@@ -72,6 +72,9 @@ def _host_cpu_target() -> Target:
     if arch != "x86_64":
         raise EdgecError(f"target 'cpu' auto-detection supports x86-64 hosts only (this host is {arch}); "
                          "name a target explicitly, e.g. --target x86-64-avx2")
+    from edgec.tvm_process import prepare_tvm
+
+    prepare_tvm()  # before TVM's first import
     from tvm.target import codegen  # LLVM's own host detection, the name its -mcpu accepts
 
     mcpu = codegen.llvm_get_system_cpu()
@@ -80,15 +83,7 @@ def _host_cpu_target() -> Target:
     return _x86("cpu", mcpu, features, f"this host ({mcpu}, {len(features)} ISA extensions detected)")
 
 
-_NAMED = {
-    "x86-64-avx2": lambda: _x86("x86-64-avx2", "haswell", _AVX2,
-                                "any x86-64 CPU with AVX2+FMA (Intel Haswell+, AMD Zen+)"),
-    "x86-64-avx512": lambda: _x86("x86-64-avx512", "cascadelake", _AVX512,
-                                  "x86-64 with AVX-512 and VNNI (Intel Cascade Lake+, AMD Zen 4+)"),
-}
-
-
-# --- AArch64 Linux boards (issue 8): LLVM cross-compiles, aarch64-linux-gnu-gcc links (tvm_link) ---
+# AArch64 Linux boards: LLVM cross-compiles, aarch64-linux-gnu-gcc links (backends/tvm/link.py).
 # cpu_features use the names Linux lists under "Features" in the board's /proc/cpuinfo.
 _ARMV8 = ("fp", "asimd")
 _ARMV82 = _ARMV8 + ("fphp", "asimdhp", "asimddp")  # Armv8.2-A half-precision SIMD and dot product
@@ -106,19 +101,9 @@ def jetson_orin_cpu(name: str = "jetson-orin-cpu") -> Target:
                     "NVIDIA Jetson Orin CPU cores only (Cortex-A78AE, Armv8.2-A)")
 
 
-_NAMED.update({
-    "aarch64": lambda: _aarch64("aarch64", "generic", ("+neon",), _ARMV8, 4,
-                                "any Armv8-A Linux board with NEON (Raspberry Pi 3/4/5, Jetson, Graviton)"),
-    "aarch64-cortex-a72": lambda: _aarch64("aarch64-cortex-a72", "cortex-a72", ("+neon",), _ARMV8, 4,
-                                           "Cortex-A72 boards (Raspberry Pi 4)"),
-    "aarch64-cortex-a76": lambda: _aarch64("aarch64-cortex-a76", "cortex-a76", ("+neon", "+fullfp16", "+dotprod"),
-                                           _ARMV82, 4, "Cortex-A76 boards (Raspberry Pi 5)"),
-    "jetson-orin-cpu": jetson_orin_cpu,
-})
-# --- end of AArch64 targets ---
 
 
-# --- CUDA GPUs (issues 7 and 10): device "cuda", the SM architecture in the TVM target's "arch" ---
+# CUDA GPUs: device "cuda", the SM architecture in the TVM target's "arch".
 # Compute capabilities CUDA 12/13 compile for; "sm_90a"-style suffixes name arch-specific features.
 CUDA_ARCHS = ("sm_50", "sm_52", "sm_53", "sm_60", "sm_61", "sm_62", "sm_70", "sm_72", "sm_75", "sm_80", "sm_86",
               "sm_87", "sm_89", "sm_90", "sm_90a", "sm_100", "sm_100a", "sm_101", "sm_103", "sm_110", "sm_120",
@@ -189,8 +174,22 @@ def _jetson_orin() -> Target:
                  "NVIDIA Jetson Orin (Ampere GPU sm_87, Cortex-A78AE host)")
 
 
-_NAMED["jetson-orin"] = _jetson_orin
-# --- end of CUDA targets ---
+# Every named target, in the order `edgec --help` and errors list them; `cpu`, `cuda` and `cuda-sm_XX`
+# are resolved by `resolve_target` (they depend on the host or on the name).
+_NAMED = {
+    "x86-64-avx2": lambda: _x86("x86-64-avx2", "haswell", _AVX2,
+                                "any x86-64 CPU with AVX2+FMA (Intel Haswell+, AMD Zen+)"),
+    "x86-64-avx512": lambda: _x86("x86-64-avx512", "cascadelake", _AVX512,
+                                  "x86-64 with AVX-512 and VNNI (Intel Cascade Lake+, AMD Zen 4+)"),
+    "aarch64": lambda: _aarch64("aarch64", "generic", ("+neon",), _ARMV8, 4,
+                                "any Armv8-A Linux board with NEON (Raspberry Pi 3/4/5, Jetson, Graviton)"),
+    "aarch64-cortex-a72": lambda: _aarch64("aarch64-cortex-a72", "cortex-a72", ("+neon",), _ARMV8, 4,
+                                           "Cortex-A72 boards (Raspberry Pi 4)"),
+    "aarch64-cortex-a76": lambda: _aarch64("aarch64-cortex-a76", "cortex-a76", ("+neon", "+fullfp16", "+dotprod"),
+                                           _ARMV82, 4, "Cortex-A76 boards (Raspberry Pi 5)"),
+    "jetson-orin-cpu": jetson_orin_cpu,
+    "jetson-orin": _jetson_orin,
+}
 
 
 def target_names() -> list[str]:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models import nms_op, shapes
+from edgec.zoo import nms_op, shapes
 
 STRIDE = 8
 SIZE_PRIOR = 16.0
@@ -107,11 +107,11 @@ def loss_fn(out: torch.Tensor, cls_t: torch.Tensor, box_t: torch.Tensor) -> torc
 def fit(entry, log=print) -> tuple[nn.Module, dict]:
     """Train on the shapes training split (Adam, one-cycle schedule, seed 0, horizontal flips on odd epochs);
     the metrics hold the test split's mAP@0.5 (also as test_accuracy, the zoo's bar) and mAP@0.5:0.95."""
-    from models import train as zoo_train
+    from edgec.zoo.recipe import SEED, TRAIN_THREADS, architecture_key
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(zoo_train.TRAIN_THREADS)
-    torch.manual_seed(zoo_train.SEED)
+    torch.set_num_threads(TRAIN_THREADS)
+    torch.manual_seed(SEED)
     try:
         split = shapes.shapes()
         model = entry.build()
@@ -120,7 +120,7 @@ def fit(entry, log=print) -> tuple[nn.Module, dict]:
         opt = torch.optim.Adam(model.parameters(), lr=entry.lr, weight_decay=entry.weight_decay)
         steps = entry.epochs * math.ceil(len(x) / entry.batch_size)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=entry.lr, total_steps=steps, pct_start=0.15)
-        gen = torch.Generator().manual_seed(zoo_train.SEED)
+        gen = torch.Generator().manual_seed(SEED)
         start = time.perf_counter()
         for epoch in range(entry.epochs):
             model.train()
@@ -144,20 +144,11 @@ def fit(entry, log=print) -> tuple[nn.Module, dict]:
         torch.set_num_threads(threads)
     model.eval()
     metrics = {"name": entry.name, "n_train": len(x), "n_test": len(split.test.x), "epochs": entry.epochs,
-               "train_seconds": round(seconds, 2), "architecture": zoo_train.architecture_key(model),
+               "train_seconds": round(seconds, 2), "architecture": architecture_key(model),
                "torch_version": torch.__version__}
     metrics.update(evaluate(model, split.test))
     metrics["test_accuracy"] = metrics["map_50"]
     return model, metrics
-
-
-def fit_raw(entry, log=print) -> tuple[nn.Module, dict]:
-    """detector-raw shares the trained detector's weights (`edgec zoo train detector` first)."""
-    from models import train as zoo_train
-
-    model = entry.build()
-    model.load_state_dict(zoo_train.load_trained("detector").state_dict())
-    return model.eval(), dict(zoo_train.cached_metrics("detector"), name=entry.name)
 
 
 def _flipped(cls_t: torch.Tensor, box_t: torch.Tensor, flip: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from models.resnet import Residual
+from edgec.zoo.resnet import Residual
 
 
 def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:

@@ -5,8 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from models import (alexnet, data, densenet, detector, fcn, googlenet, lenet, mobilenet, nin, resnet, rnn, shapes,
-                    transformer, vgg)
+from edgec.zoo import (
+    alexnet,
+    data,
+    densenet,
+    detector,
+    fcn,
+    googlenet,
+    lenet,
+    mobilenet,
+    nin,
+    resnet,
+    rnn,
+    shapes,
+    transformer,
+    vgg,
+)
 
 
 @dataclass(frozen=True)
@@ -27,7 +41,8 @@ class ZooEntry:
     output_names: tuple[str, ...] = field(default=("logits",))
     task: str = "classification"  # or "segmentation": per-pixel labels, accuracy is pixel accuracy
     min_miou: float | None = None  # segmentation only: bar for the held-out mean IoU
-    fit: Callable | None = None  # own training recipe fit(entry, log) -> (model, metrics); None: models.train.train
+    fit: Callable | None = None  # own training recipe fit(entry, log) -> (model, metrics); None: zoo.train.train
+    weights_from: str | None = None  # not trained: the named network's weights (same parameters)
 
 
 def _digits(size: int, channels: int = 1) -> Callable[[], data.Split]:
@@ -83,7 +98,7 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("detector-raw", detector.detector_raw, (1, 3, 64, 64), shapes.shapes,
                  "The detector without NMS: raw decoded boxes and class scores (detector's weights)",
                  min_accuracy=0.7, dataset="shapes", output_names=detector.RAW_OUTPUTS, task="detection",
-                 fit=detector.fit_raw),
+                 weights_from="detector"),
     ]
 }
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -11,31 +10,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from models import data
-from models.registry import ZooEntry, get
+from edgec.metrics.accuracy import top1
+from edgec.zoo import data
+from edgec.zoo.recipe import SEED, TRAIN_THREADS, architecture_key
+from edgec.zoo.registry import ZooEntry, get
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-SEED = 0
-TRAIN_THREADS = 1  # fixed, so the float reduction order (and so the weights) does not depend on the host or its load
-
-
-def architecture_key(model: nn.Module) -> str:
-    """Fingerprint of parameter names and shapes: cached weights are reused only when it matches."""
-    spec = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
-    return hashlib.sha256(repr(spec).encode()).hexdigest()[:16]
-
-
 @torch.no_grad()
 def predict(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Model outputs (first output for multi-output models) for all of x, in eval mode."""
     model.eval()
     outs = [model(torch.from_numpy(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
     return torch.cat([o[0] if isinstance(o, (tuple, list)) else o for o in outs]).numpy()
-
-
-def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy over axis 1 (for per-pixel scores N x C x H x W: pixel accuracy)."""
-    return float((logits.argmax(axis=1) == labels).mean())
 
 
 def train(entry: ZooEntry, log=print) -> tuple[nn.Module, dict]:
@@ -76,8 +62,8 @@ def train(entry: ZooEntry, log=print) -> tuple[nn.Module, dict]:
     test_scores = predict(model, split.x_test)
     metrics = {
         "name": entry.name,
-        "test_accuracy": accuracy(test_scores, split.y_test),
-        "train_accuracy": accuracy(predict(model, split.x_train), split.y_train),
+        "test_accuracy": top1(test_scores, split.y_test),
+        "train_accuracy": top1(predict(model, split.x_train), split.y_train),
         "n_train": int(len(split.x_train)),
         "n_test": int(len(split.x_test)),
         "epochs": entry.epochs,
@@ -121,10 +107,15 @@ def load_trained(name: str) -> nn.Module:
 
 def train_and_save(name: str, log=print) -> nn.Module:
     """Train `name` and replace its weights and metrics in models/weights/ (`edgec zoo train`, the only writer)."""
-    from edgec.runtime.artifact import write_atomic
+    from edgec.files import write_atomic
 
     entry = get(name)
-    model, metrics = (entry.fit or train)(entry, log=log)
+    if entry.weights_from:  # the same parameters as another network's: its trained weights
+        model = entry.build()
+        model.load_state_dict(load_trained(entry.weights_from).state_dict())
+        model, metrics = model.eval(), dict(cached_metrics(entry.weights_from), name=name)
+    else:
+        model, metrics = (entry.fit or train)(entry, log=log)
     weights_path, metrics_path = _paths(name)
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     write_atomic(weights_path, lambda tmp: torch.save(model.state_dict(), tmp))

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from edgec.tvm_process import prepare_tvm
+
+prepare_tvm()  # as edgec does before its first TVM import: tests import TVM directly too
 REPO = Path(__file__).resolve().parents[1]
 EDGEC = [sys.executable, "-m", "edgec.cli"]
 

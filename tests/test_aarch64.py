@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import edgec.runtime as rt
-from edgec.backends import tvm_link
+from edgec.backends.tvm import link
 from edgec.errors import EdgecError, UnsupportedError
 from edgec.runtime.artifact import read_manifest
 from edgec.targets import host_arch, resolve_target, target_names
@@ -78,7 +78,7 @@ def test_aarch64_targets_resolve_to_llvm_cross_targets():
 def test_missing_cross_linker_is_named_with_its_package(monkeypatch):
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # a PATH without the cross linker
     with pytest.raises(UnsupportedError) as e:
-        tvm_link.export_options(resolve_target("aarch64"))
+        link.export_options(resolve_target("aarch64"))
     assert str(e.value) == ("target 'aarch64': the cross linker aarch64-linux-gnu-gcc is not on PATH; install it "
                             "with `sudo apt-get install gcc-aarch64-linux-gnu` (or `make toolchain-aarch64`)")
 
@@ -96,7 +96,7 @@ def test_this_x86_runtime_refuses_an_aarch64_artifact(lenet_aarch64):
 
 
 def test_lenet_under_emulation_matches_the_x86_build(board, lenet_aarch64, lenet_artifacts):
-    from models import data
+    from edgec.zoo import data
 
     split = data.digits(28, 1)
     x, y = split.x_test[:120], split.y_test[:120]  # a third of the held-out digits, in one batch
@@ -150,7 +150,7 @@ def test_resnet18_under_emulation_matches_the_x86_build(board, tmp_path):
 
     from edgec.compiler import compile_model
     from edgec.frontend.export import export_onnx
-    from models import registry, train
+    from edgec.zoo import registry, train
 
     _require("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")
     entry = registry.get("resnet18")

@@ -76,7 +76,7 @@ def test_auto_verifies_on_real_held_out_samples_and_records_them(lenet_onnx):
     import onnx
 
     from edgec.autoselect import verification_inputs
-    from models import data
+    from edgec.zoo import data
 
     feeds, what = verification_inputs(onnx.load(lenet_onnx), str(lenet_onnx))
     assert what == "the first 8 held-out samples of digits"

@@ -111,7 +111,7 @@ def test_report_writes_contract_files(tmp_path):
     int8 = rows[("ort", "cpu", "int8")]  # calibrated on digits' training split, measured on the held-out one
     assert int8["status"] == "ok" and "minmax calibration on 64 samples" in int8["note"]
     assert report["reference"]["accuracy"] - int8["accuracy"] <= 0.01 and int8["top1_agreement"] >= 0.97
-    tvm_int8 = rows[("tvm", "cpu", "int8")]  # integer kernels (tvm_rewrites.integer_qdq), same QDQ model
+    tvm_int8 = rows[("tvm", "cpu", "int8")]  # integer kernels (rewrites.integer_qdq), same QDQ model
     assert tvm_int8["status"] == "ok", tvm_int8["note"]
     assert report["reference"]["accuracy"] - tvm_int8["accuracy"] <= 0.01
     avx512 = rows[("tvm", "x86-64-avx512", "fp32")]
@@ -125,7 +125,7 @@ def test_report_writes_contract_files(tmp_path):
 
 
 def test_report_on_onnx_file_uses_onnxruntime_reference(tmp_path, lenet_onnx):
-    from models import data
+    from edgec.zoo import data
 
     split = data.digits(28, 1)
     npz = tmp_path / "eval.npz"
@@ -168,13 +168,14 @@ def test_optimize_writes_model_and_records(tmp_path, lenet_onnx):
      "edgec: error: LENET: --input-shape names 'image', but the model's inputs are input"),
     (("compile", "LENET", "--target", "cpu", "--precision", "int8", "-o", "x.edgec"),
      "edgec: error: --precision int8 needs calibration data: add --calib digits or --calib DATA.npz"),
-    (("bench", "missing.edgec"), "edgec: error: missing.edgec: no such artifact file (create one with `edgec compile`)"),
+    (("bench", "missing.edgec"),
+     "edgec: error: missing.edgec: no such artifact file (create one with `edgec compile`)"),
     (("export", "nosuchmodel", "-o", "x.onnx"),
      "edgec: error: unknown zoo model 'nosuchmodel'; known: ZOO; or pass MODULE:CALLABLE returning a torch.nn.Module"),
     (("frobnicate",), "edgec: error: No such command 'frobnicate'. (see --help)"),
 ])
 def test_errors_are_one_line_exit_2_and_leave_nothing(tmp_path, lenet_onnx, args, expected):
-    from models.registry import ZOO
+    from edgec.zoo.registry import ZOO
 
     args = [str(lenet_onnx) if a == "LENET" else a for a in args]
     proc = run_edgec(*args, cwd=tmp_path)

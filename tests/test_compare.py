@@ -30,7 +30,7 @@ def qdq_models(lenet_onnx, tmp_path_factory):
     output quantizer got a scale 8x too large."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from models import data
+    from edgec.zoo import data
 
     split = data.digits(28, 1)
 

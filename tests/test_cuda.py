@@ -108,7 +108,7 @@ def test_loading_without_a_gpu_fails_with_one_clear_error(cuda_artifacts):
 def test_runs_on_the_gpu_and_matches_pytorch(cuda_artifacts):
     import torch
 
-    from models import train
+    from edgec.zoo import train
 
     net = train.load_trained("lenet")
     x = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
@@ -124,7 +124,7 @@ def test_zoo_convnets_on_the_gpu_fp32_and_fp16(name, tmp_path):
     import torch
 
     from edgec.frontend.export import export_onnx, resolve_exportable
-    from models import registry
+    from edgec.zoo import registry
 
     net, shape, outputs = resolve_exportable(name)
     path = export_onnx(net, shape, tmp_path / f"{name}.onnx", output_names=outputs)

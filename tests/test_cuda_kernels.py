@@ -14,8 +14,8 @@ torch = pytest.importorskip("torch")
 
 from tvm import relax  # noqa: E402
 
-from edgec.backends.tvm_rewrites.conv_gemm import legalize_conv2d  # noqa: E402
-from edgec.backends.tvm_schedules.conv_tensor_core import TILES, choose_tile, sm_count  # noqa: E402
+from edgec.backends.tvm.rewrites.conv_gemm import legalize_conv2d  # noqa: E402
+from edgec.backends.tvm.schedules.cuda.conv_tensor_core import TILES, choose_tile, sm_count  # noqa: E402
 
 
 def _conv_module(x_shape, w_shape, strides, padding, dilation):
@@ -83,9 +83,9 @@ def test_tile_gives_every_sm_a_block_when_it_can():
 def test_fp16_convs_compile_to_tensor_core_kernels(precision, tensor_core_kernels, tmp_path):
     """A 3x3 conv with a 1x1 shortcut conv at batch 1: in fp16 both are wmma kernels, in fp32 neither; the
     launches are replayed from a CUDA graph."""
-    from edgec.backends import tvm_pipeline
     from edgec.backends.base import CompileOptions
-    from edgec.backends.tvm_backend import import_relax
+    from edgec.backends.tvm import pipelines
+    from edgec.backends.tvm.backend import import_relax
     from edgec.targets import resolve_target
     from tests.test_tvm_schedules import _conv
 
@@ -93,7 +93,7 @@ def test_fp16_convs_compile_to_tensor_core_kernels(precision, tensor_core_kernel
     mod, _ = import_relax(_conv(16, 32, 3, act="relu", residual=True, hw=14), "conv.onnx")
     options = CompileOptions(precision=precision)
     executable = tvm.compile(mod, target=tvm.target.Target(target.tvm),
-                             relax_pipeline=tvm_pipeline.relax_pipeline(target, options))
+                             relax_pipeline=pipelines.relax_pipeline(target, options))
     source = "\n".join(m.inspect_source() for m in _modules(executable.mod) if m.kind == "cuda")
     kernels = source.split("extern \"C\" __global__")[1:]
     assert sum("wmma::mma_sync" in k for k in kernels) == tensor_core_kernels
@@ -110,10 +110,10 @@ def _modules(module):
 def test_relu6_model_compiles_in_fp16(tmp_path):
     """ONNX Clip (ReLU6) reaches ToMixedPrecision as a Relax op, not the importer's opaque kernel (which
     failed MobileNetV2's fp16 build with "Expected TensorType")."""
+    import onnx
+
     from edgec.compiler import compile_model
     from tests.test_tvm_schedules import _conv
-
-    import onnx
 
     path = tmp_path / "relu6.onnx"
     onnx.save(_conv(8, 16, 3, act="relu6", hw=12), path)

@@ -13,7 +13,7 @@ from edgec import runtime
 from edgec.compiler import compile_model
 from edgec.frontend.export import export_onnx
 from edgec.metrics.detection import coco_map
-from models import detector, registry, shapes, train
+from edgec.zoo import detector, registry, shapes, train
 from tests.conftest import run_edgec
 
 BATCH = 100

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import edgec.runtime as rt
-from models import data, registry, train
+from edgec.metrics.accuracy import top1
+from edgec.zoo import data, registry, train
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def split():
 @pytest.mark.parametrize("name", ["lenet", "lenet-relu"])
 def test_trained_accuracy_on_held_out_split(name, split):
     net = train.load_trained(name)
-    acc = train.accuracy(train.predict(net, split.x_test), split.y_test)
+    acc = top1(train.predict(net, split.x_test), split.y_test)
     assert acc >= 0.95, f"{name} held-out accuracy {acc:.4f} < 0.95"
     assert acc == pytest.approx(train.cached_metrics(name)["test_accuracy"], abs=1e-9)
 
@@ -50,7 +51,7 @@ def test_compiled_logits_match_pytorch(backend, lenet_artifacts, split):
     assert out.shape == (360, 10)
     assert np.abs(out - ref).max() < 1e-4
     assert (out.argmax(1) == ref.argmax(1)).all()
-    assert train.accuracy(out, split.y_test) >= 0.95
+    assert top1(out, split.y_test) >= 0.95
 
 
 def test_symbolic_batch_runs_whole_split_at_once(lenet_artifacts, split):

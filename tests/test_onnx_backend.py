@@ -1,4 +1,4 @@
-"""edgec.backends.onnx_backend implements onnx.backend.base.Backend: ONNX's own node tests run against it
+"""edgec.onnx_backend implements onnx.backend.base.Backend: ONNX's own node tests run against it
 (a sample here; benchmarks/onnx_node_tests.py runs them all and prints the pass rate per backend)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from edgec.backends import onnx_backend
+from edgec import onnx_backend
 from edgec.errors import UnsupportedError
 
 # ONNX node test cases by module (importing a module generates its cases) and the names to run here.

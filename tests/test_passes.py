@@ -8,9 +8,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgec.errors import EdgecError
+from edgec.frontend.loader import input_specs
+from edgec.frontend.reference import Reference
+from edgec.metrics.compare import errors
 from edgec.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
 from edgec.passes.manager import op_histogram
-from edgec.passes.validation import max_abs_error, random_inputs, run_ort
+from edgec.runtime.inputs import random_inputs
 
 RNG = np.random.default_rng(1234)
 
@@ -54,12 +57,12 @@ def optimize(model: onnx.ModelProto, names=None, **ctx_args) -> onnx.ModelProto:
 
 
 def assert_same_outputs(a: onnx.ModelProto, b: onnx.ModelProto, atol: float = 1e-5, seed: int = 7) -> None:
-    feeds = random_inputs(a, seed)
-    before, after = run_ort(a, feeds), run_ort(b, feeds)
+    feeds = random_inputs(input_specs(a), seed=seed)
+    before, after = Reference(a).run(feeds), Reference(b).run(feeds)
     assert before.keys() == after.keys()
     for name in before:
         assert before[name].shape == after[name].shape
-        assert max_abs_error(before[name], after[name]) <= atol, name
+        assert errors(after[name], before[name]).max_abs_err <= atol, name
 
 
 def ops(model: onnx.ModelProto) -> dict[str, int]:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_passes import assert_same_outputs, ops, optimize
 
-from edgec.passes.validation import run_ort
+from edgec.frontend.reference import Reference
 
 
 class Net(torch.nn.Module):
@@ -78,7 +78,7 @@ def test_preserve_export_is_cleaned_and_keeps_numbers(tmp_path, random_stats):
     x = np.random.default_rng(3).standard_normal((3, 3, 8, 8)).astype(np.float32)
     with torch.no_grad():
         expected = net(torch.from_numpy(x)).numpy()
-    assert np.abs(run_ort(out, {"input": x})["logits"] - expected).max() <= 1e-5
+    assert np.abs(Reference(out).run({"input": x})["logits"] - expected).max() <= 1e-5
 
 
 def test_dynamo_export_is_cleaned_and_keeps_numbers(tmp_path):
@@ -92,12 +92,12 @@ def test_dynamo_export_is_cleaned_and_keeps_numbers(tmp_path):
     x = np.random.default_rng(4).standard_normal((2, 3, 8, 8)).astype(np.float32)
     with torch.no_grad():
         expected = net(torch.from_numpy(x)).numpy()
-    assert np.abs(run_ort(out, {"input": x})["logits"] - expected).max() <= 1e-5
+    assert np.abs(Reference(out).run({"input": x})["logits"] - expected).max() <= 1e-5
 
 
 def _zoo_names() -> list:
     try:
-        from models.registry import ZOO
+        from edgec.zoo.registry import ZOO
     except ImportError:
         return []
     return list(ZOO)
@@ -111,7 +111,7 @@ FUSABLE = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
                                   for n in _zoo_names()])
 def test_zoo_model_is_cleaned_and_keeps_numbers(tmp_path, name):
     """Untrained zoo nets with non-trivial BN statistics; a BN may stay only where fusion is illegal."""
-    from models.registry import ZOO
+    from edgec.zoo.registry import ZOO
 
     torch.manual_seed(0)
     net = ZOO[name].build().eval()

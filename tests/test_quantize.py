@@ -20,7 +20,7 @@ from edgec.quantize.fp16 import to_fp16
 from edgec.quantize.int8 import Int8Scheme, quantize, scheme_for
 from edgec.quantize.pipeline import Int8Options
 from edgec.targets import resolve_target
-from models import data
+from edgec.zoo import data
 
 
 @pytest.fixture(scope="module")

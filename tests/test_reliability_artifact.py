@@ -211,7 +211,7 @@ def test_avx512_artifact_on_a_host_without_it_fails_cleanly_not_with_sigill(tiny
 def test_shape_function_stores_get_one_order_whatever_order_tvm_emits():
     import itertools
 
-    from edgec.backends.tvm_determinism import canonical_order
+    from edgec.backends.tvm.determinism import canonical_order
 
     # slot, slots it reads, statement: slot 5 reads slot 2, so 2 must come first; 0 is the VM's input.
     stores = [(4, {0}, "h4"), (2, {0}, "h2"), (5, {2}, "h5"), (1, {0}, "h1")]

@@ -430,7 +430,7 @@ OBSERVED: dict[str, dict] = {}  # case id -> what the real run printed; the doc 
 
 
 def _zoo_names() -> str:
-    from models.registry import ZOO
+    from edgec.zoo.registry import ZOO
 
     return ", ".join(ZOO)
 

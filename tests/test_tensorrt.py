@@ -20,8 +20,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgec.backends import CompileOptions, get_backend
 from edgec.backends.tensorrt import nms
+from edgec.backends.tensorrt.backend import timing_cache_path
 from edgec.backends.tensorrt.options import TensorRTOptions, derive_profile, has_qdq, precision_model
-from edgec.backends.tensorrt_backend import timing_cache_path
 from edgec.errors import EdgecError, UnsupportedError
 from edgec.runtime.artifact import ArtifactError, write_artifact
 from edgec.targets import compute_capability, cuda_target_name, local_cuda_archs, resolve_target

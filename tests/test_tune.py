@@ -11,11 +11,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from edgec.backends.tvm.tuning.database.store import Store
+from edgec.backends.tvm.tuning.search.tuner import tune_model
 from edgec.compiler import compile_model
 from edgec.errors import UnsupportedError
-from edgec.tune.store import Store
-from edgec.tune.tuner import tune_model
-
 from tests.conftest import run_edgec
 
 TARGET = "x86-64-avx2"
@@ -96,7 +95,8 @@ def test_compile_applies_records_that_beat_the_rules(conv_onnx, tuned_db, tmp_pa
 
 def test_compile_without_records_for_the_target_says_what_to_run(conv_onnx, tmp_path):
     (tmp_path / "db").mkdir()
-    proc = run_edgec("compile", conv_onnx, "--target", TARGET, "--tuning-db", tmp_path / "db", "-o", tmp_path / "x.edgec")
+    proc = run_edgec("compile", conv_onnx, "--target", TARGET, "--tuning-db", tmp_path / "db",
+                     "-o", tmp_path / "x.edgec")
     assert proc.returncode == 2
     assert f"has no records for target '{TARGET}'" in proc.stderr and "edgec tune MODEL --target" in proc.stderr
 

@@ -18,7 +18,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgec.backends import tvm_pipeline
+from edgec.backends.tvm.pipelines import cpu
 from edgec.quantize.calibration import calibration_inputs
 from edgec.quantize.int8 import Int8Scheme, quantize, scheme_for
 from edgec.targets import Target, resolve_target
@@ -42,7 +42,7 @@ def _build(model: onnx.ModelProto, target: Target = HOST):
 
     tvm_target = tvm.target.Target(target.tvm)
     mod = from_onnx(model, dtype_dict={"input": "float32"}, keep_params_in_input=False)
-    executable = tvm.compile(mod, target=tvm_target, relax_pipeline=tvm_pipeline.cpu_pipeline(tvm_target))
+    executable = tvm.compile(mod, target=tvm_target, relax_pipeline=cpu.pipeline(tvm_target))
     return executable, executable.mod.imports[0].inspect_source("asm")
 
 
@@ -100,7 +100,8 @@ def _pooled_stem() -> onnx.ModelProto:
              helper.make_node("Relu", ["c"], ["r"]),
              helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
              helper.make_node("Conv", ["p", "w2"], ["y"])]
-    graph = helper.make_graph(nodes, "stem", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 12, 12])],
+    graph = helper.make_graph(nodes, "stem",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 12, 12])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 6])], w)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
@@ -150,7 +151,7 @@ def _fused_kernels(model: onnx.ModelProto, target: Target) -> tuple[tvm.IRModule
     mod = from_onnx(model, dtype_dict={"input": "float32"}, keep_params_in_input=False)
     tvm_target = tvm.target.Target(target.tvm)
     with tvm_target:
-        mod = tvm.transform.Sequential(tvm_pipeline.cpu_fused_passes(tvm_target))(mod)
+        mod = tvm.transform.Sequential(cpu.fused_passes(tvm_target))(mod)
     return mod, {gv.name_hint: f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
 
 
@@ -172,7 +173,8 @@ def test_three_channel_input_is_packed_one_int32_per_pixel(codegen_target):
                and [int(d) for d in f.params[0].shape] == [1, 3, 12, 12]]
     assert len(packing) == 1
     assert str(packing[0].params[1].dtype) == "int32" and [int(d) for d in packing[0].params[1].shape] == [1, 1, 12, 12]
-    assert "R.memory.view" in mod["main"].script() and "R.shape([1, 12, 12, 4]), R.dtype(\"uint8\")" in mod["main"].script()
+    script = mod["main"].script()
+    assert "R.memory.view" in script and "R.shape([1, 12, 12, 4]), R.dtype(\"uint8\")" in script
 
 
 def _requantized_pool() -> onnx.ModelProto:
@@ -205,7 +207,7 @@ def test_max_pool_requantized_to_other_parameters_runs_on_u8(codegen_target):
 
 def _pads_per_tile(func, target: Target) -> bool:
     """Whether Int8Gemm computes `func`'s padding inside the conv's tile loop (not as a stage ahead of it)."""
-    from edgec.backends.tvm_schedules import Int8Gemm
+    from edgec.backends.tvm.schedules.cpu import Int8Gemm
 
     sch = Int8Gemm().apply(func, tvm.target.Target(target.tvm), False)
     assert sch is not None, f"Int8Gemm declined the conv for {target.name}"
@@ -271,7 +273,7 @@ def test_lenet_int8_accuracy_within_one_point(lenet_onnx, tmp_path):
     import edgec.runtime as rt
     from edgec.compiler import compile_model
     from edgec.quantize.pipeline import Int8Options
-    from models import data
+    from edgec.zoo import data
 
     split = data.digits(28, 1)
     result = compile_model(lenet_onnx, "cpu", tmp_path / "lenet-int8.edgec", backend="tvm", precision="int8",

@@ -1,6 +1,6 @@
 """edgec's CPU pipeline and schedule rules: every kernel family matches ONNX Runtime within 1e-4.
 
-Each graph is small, built with onnx.helper, compiled with `tvm_pipeline.relax_pipeline` for the
+Each graph is small, built with onnx.helper, compiled with `pipelines.relax_pipeline` for the
 host CPU and run in TVM's VM; the rules must either schedule a kernel or decline, never change a
 result. Tests of the schedules themselves compile for each named x86 target (`CODEGEN_TARGETS`),
 whatever the host is.
@@ -15,7 +15,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgec.backends.base import CompileOptions
-from edgec.backends import tvm_pipeline
+from edgec.backends.tvm import pipelines
 from edgec.targets import resolve_target
 from tests.conftest import CODEGEN_TARGETS
 
@@ -136,7 +136,7 @@ def _run_edgec(model: onnx.ModelProto, target, x: np.ndarray) -> np.ndarray:
 
     mod = from_onnx(model, keep_params_in_input=False)
     executable = tvm.compile(mod, target=tvm.target.Target(target.tvm),
-                             relax_pipeline=tvm_pipeline.relax_pipeline(target, CompileOptions()))
+                             relax_pipeline=pipelines.relax_pipeline(target, CompileOptions()))
     vm = relax.VirtualMachine(executable, tvm.cpu())
     out = vm["main"](tvm.runtime.tensor(x))
     return out.numpy()
@@ -168,7 +168,7 @@ def _scheduled_kernels(model: onnx.ModelProto, target) -> dict:
                 seen[gvar.name_hint] = bool(func.attrs and func.attrs.get("tirx.is_scheduled", False))
         return mod
 
-    pipeline = tvm_pipeline.relax_pipeline(target, CompileOptions())
+    pipeline = pipelines.relax_pipeline(target, CompileOptions())
     mod = from_onnx(model, keep_params_in_input=False)
     with tvm.transform.PassContext(opt_level=3):
         tvm.transform.Sequential([pipeline, record])(mod)
@@ -189,7 +189,7 @@ def test_gemm_schedule_is_parallel_and_vectorized(target):
     """The Gemm rule tiles a conv into a parallel outer loop and a vectorized register tile."""
     from tvm import te, topi
 
-    from edgec.backends.tvm_schedules import Gemm
+    from edgec.backends.tvm.schedules.cpu import Gemm
 
     data = te.placeholder((1, 14, 14, 64), name="data")
     weight = te.placeholder((3, 3, 64, 64), name="weight")
@@ -229,7 +229,7 @@ def test_window_kernel_reads_padding_in_place(target):
     """A depthwise conv (each channel its own 3x3 window) reads its padding inline, window unrolled."""
     from tvm import te, topi
 
-    from edgec.backends.tvm_schedules import Gemm
+    from edgec.backends.tvm.schedules.cpu import Gemm
 
     data = te.placeholder((1, 14, 14, 32), name="data")
     weight = te.placeholder((3, 3, 1, 32), name="weight")
@@ -248,7 +248,7 @@ def test_copy_producer_is_inlined_and_dense_padding_is_not(target):
     """A 1x1 conv's zero-width pad (a plain copy) disappears; a 3x3 conv's padding stays its own nest."""
     from tvm import te, topi
 
-    from edgec.backends.tvm_schedules import Gemm
+    from edgec.backends.tvm.schedules.cpu import Gemm
 
     tgt = tvm.target.Target(target.tvm)
     data = te.placeholder((1, 14, 14, 32), name="data")
@@ -264,8 +264,8 @@ def test_injective_vectorizes_four_vectors_per_iteration(target):
     slower (LLVM shuffled the unrolled loop: the zoo ResNet-18's int8 input packing, 3.5 -> 1.1 us)."""
     from tvm import te
 
-    from edgec.backends.tvm_schedules import Injective
-    from edgec.backends.tvm_schedules.target_facts import vector_lanes
+    from edgec.backends.tvm.schedules.cpu import Injective
+    from edgec.backends.tvm.schedules.target_facts import vector_lanes
 
     tgt = tvm.target.Target(target.tvm)
     x = te.placeholder((4, 512), name="x")
@@ -280,7 +280,7 @@ def test_small_8bit_pool_runs_on_one_thread(target, dtype, parallel):
     3x3 window) is parallel in float, on one thread in uint8 (0.5 us there, 1.1-1.4 us forked)."""
     from tvm import te, topi
 
-    from edgec.backends.tvm_schedules import Gemm
+    from edgec.backends.tvm.schedules.cpu import Gemm
 
     data = te.placeholder((1, 32, 32, 16), dtype=dtype, name="data")
     pool = topi.nn.pool2d(data, (3, 3), (2, 2), (1, 1), (1, 1, 1, 1), "max", layout="NHWC")
@@ -293,7 +293,7 @@ def test_rules_decline_what_they_do_not_match(target):
     """Gemm declines a softmax (two reductions); Injective declines any reduction."""
     from tvm import te, topi
 
-    from edgec.backends.tvm_schedules import Gemm, Injective
+    from edgec.backends.tvm.schedules.cpu import Gemm, Injective
 
     x = te.placeholder((4, 32), name="x")
     softmax = te.create_prim_func([x, topi.nn.softmax(x)])
@@ -305,7 +305,7 @@ def test_rules_decline_what_they_do_not_match(target):
 def test_lift_clip_turns_clip_kernels_into_relax_ops():
     from tvm.relax.frontend.onnx import from_onnx
 
-    from edgec.backends.tvm_rewrites.lift_clip import lift_clip
+    from edgec.backends.tvm.rewrites.lift_clip import lift_clip
 
     mod = lift_clip(from_onnx(CASES["depthwise3x3_relu6"], keep_params_in_input=False))
     text = mod["main"].script()
@@ -317,7 +317,7 @@ def test_lift_clip_turns_clip_kernels_into_relax_ops():
                                                 ("cascadelake", "x86_64-linux-gnu", 512),
                                                 ("cortex-a72", "aarch64-linux-gnu", 128)])
 def test_vector_width_is_read_from_the_target(mcpu, triple, bits):
-    from edgec.backends.tvm_schedules.target_facts import vector_bits, vector_registers
+    from edgec.backends.tvm.schedules.target_facts import vector_bits, vector_registers
 
     tgt = tvm.target.Target({"kind": "llvm", "mtriple": triple, "mcpu": mcpu})
     assert vector_bits(tgt) == bits
@@ -325,7 +325,7 @@ def test_vector_width_is_read_from_the_target(mcpu, triple, bits):
 
 
 def test_choose_tile_keeps_accumulators_in_registers():
-    from edgec.backends.tvm_schedules.gemm import choose_tile
+    from edgec.backends.tvm.schedules.cpu.gemm import choose_tile
 
     for n_vec, n_reg, rows in [(64, 56, 576), (512, 7, 4608), (576, 14, 96), (1000, 1, 512), (6, 24, 25)]:
         ob, rb = choose_tile(n_vec, n_reg, lanes=8, registers=14, panel_rows=rows, dtype_bytes=4)

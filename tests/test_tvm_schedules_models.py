@@ -11,8 +11,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from edgec.backends import tvm_pipeline
 from edgec.backends.base import CompileOptions
+from edgec.backends.tvm import pipelines
 from edgec.targets import resolve_target
 
 torch = pytest.importorskip("torch")
@@ -22,7 +22,7 @@ COMPILE_BUDGET_S = 20.0
 
 
 def _networks():
-    from models import lenet, mobilenet, resnet
+    from edgec.zoo import lenet, mobilenet, resnet
 
     return {
         "lenet": (lenet.lenet, (1, 1, 28, 28)),
@@ -53,7 +53,7 @@ def test_network_matches_onnxruntime_and_pytorch(name, tmp_path):
     mod = from_onnx(onnx.load(str(path)), keep_params_in_input=False)
     start = time.perf_counter()
     executable = tvm.compile(mod, target=tvm.target.Target(target.tvm),
-                             relax_pipeline=tvm_pipeline.relax_pipeline(target, CompileOptions()))
+                             relax_pipeline=pipelines.relax_pipeline(target, CompileOptions()))
     seconds = time.perf_counter() - start
     got = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x.numpy())).numpy()
 

@@ -12,13 +12,14 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from edgec import runtime
+from edgec.backends.tvm import lower_rnn
 from edgec.compiler import compile_model
 from edgec.errors import UnsupportedError
 from edgec.frontend.loader import infer_shapes
-from edgec.passes import PassContext, lower_rnn
+from edgec.passes import PassContext
 
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
-T, B, I, H = 5, 3, 4, 6
+T, B, I, H = 5, 3, 4, 6  # noqa: E741 - ONNX's names for the RNN dims
 
 
 def recurrent_model(op: str, direction: str = "forward", layout: int = 0, initial_state: bool = False,
@@ -115,7 +116,7 @@ def test_short_sequence_lengths_keep_state_and_zero_the_output(op):
 def test_pytorch_zero_initial_state_needs_no_shape_arithmetic(tmp_path):
     """The exported zoo LSTM builds h0/c0 from Shape -> ConstantOfShape(0); lowering drops that subgraph."""
     from edgec.frontend.export import export_onnx
-    from models import registry, train
+    from edgec.zoo import registry, train
 
     net = train.load_trained("lstm")
     path = export_onnx(net, registry.get("lstm").input_shape, tmp_path / "lstm.onnx")

@@ -1,3 +1,3 @@
 """Backends turn an optimized ONNX graph into payload files for one target; one shared interface."""
 
-from edgec.backends.base import Backend, CompileOptions, Payload, get_backend, backend_names  # noqa: F401
+from edgec.backends.base import Backend, CompileOptions, Payload, backend_names, get_backend  # noqa: F401

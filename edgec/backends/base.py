@@ -60,12 +60,12 @@ class Backend(ABC):
 
     def nms_unsupported(self, model: onnx.ModelProto, node: onnx.NodeProto) -> str | None:
         """None when this backend runs NonMaxSuppression `node` with ONNX's semantics; else why not, and
-        edgec runs it on the host instead (edgec/passes/nms_host_split.py)."""
+        edgec runs it on the host instead (edgec/backends/nms_placement.py)."""
         return f"the {self.name} backend has no NonMaxSuppression"
 
 
-_BACKENDS = {"tvm": "edgec.backends.tvm_backend", "ort": "edgec.backends.ort_backend",
-             "tensorrt": "edgec.backends.tensorrt_backend"}
+_BACKENDS = {"tvm": "edgec.backends.tvm.backend", "ort": "edgec.backends.ort",
+             "tensorrt": "edgec.backends.tensorrt.backend"}
 
 
 def backend_names() -> list[str]:

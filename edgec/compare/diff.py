@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgec.compare import capture
 from edgec.errors import EdgecError
+from edgec.metrics.compare import Cosine, for_precision
 
 
 @dataclass
@@ -60,37 +60,16 @@ def is_quantized(model: onnx.ModelProto) -> bool:
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
 
 
-def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine of two flat float64 vectors; 1.0 for two zero vectors, 0.0 for one."""
-    norms = np.linalg.norm(a) * np.linalg.norm(b)
-    return float(a @ b / norms) if norms > 0 else float(np.array_equal(a, b))
-
-
 def tensor_diff(name: str, producer: tuple[str, str, int], got: list[np.ndarray], want: list[np.ndarray],
-                atol: float, rtol: float, min_cosine: float | None = None) -> TensorDiff:
-    """Errors of `got` against `want` over all samples. A float comparison exceeds when any
-    |got-want| > atol + rtol*|want|; a quantized one (min_cosine given) when the cosine similarity of
-    the two tensors falls below min_cosine. Int8 paths legitimately differ by rounding steps that grow
-    through the layers (one step before a sigmoid is several after it), so elementwise tolerances
-    would flag every layer; a broken scale or weight drops the cosine far below (e.g. 0.33)."""
+                rule) -> TensorDiff:
+    """`rule` (edgec.metrics.compare) applied to `got` against `want`, all samples as one tensor."""
     node, op, index = producer
     shape = list(want[0].shape)
     if any(g.shape != w.shape for g, w in zip(got, want)):
         return TensorDiff(name, node, op, index, shape, None, None, None, None, True)
-    a = np.concatenate([g.astype(np.float64).ravel() for g in got])
-    b = np.concatenate([w.astype(np.float64).ravel() for w in want])
-    if a.size == 0:
-        return TensorDiff(name, node, op, index, shape, 0.0, 0.0, 0.0, 1.0, False)
-    err = np.abs(a - b)
-    scale = np.abs(b).max()
-    cosine = cosine_similarity(a, b)
-    if min_cosine is None:
-        exceeds = bool((err > atol + rtol * np.abs(b)).any())
-    else:
-        exceeds = cosine < min_cosine
-    exceeds = exceeds or not bool(np.isfinite(err).all())
-    return TensorDiff(name, node, op, index, shape, float(err.max()), float(err.mean()),
-                      float(err.max() / scale) if scale > 0 else float(err.max()), cosine, exceeds)
+    result = rule(np.concatenate([g.ravel() for g in got]), np.concatenate([w.ravel() for w in want]))
+    return TensorDiff(name, node, op, index, shape, result.max_abs_err, result.mean_abs_err, result.rel_err,
+                      result.cosine, not result)
 
 
 def _feeds(dataset, name: str, shape: list) -> list[dict]:
@@ -102,7 +81,7 @@ def _feeds(dataset, name: str, shape: list) -> list[dict]:
 
 
 def _pick_dataset(spec: str, path: Path, samples: int):
-    from edgec.report.datasets import load_dataset
+    from edgec.frontend.datasets import load_dataset
 
     if spec != "auto":
         data = load_dataset(spec, path, samples=samples)
@@ -134,7 +113,10 @@ def compare(model_path: str, backends=("tvm", "ort"), precision: str = "fp32", r
     precision int8 quantizes MODEL as compile does (`int8`: edgec.quantize.pipeline.Int8Options, its
     calibration data required); fp16 compiles it with the backend's fp16 conversion. Graphs with
     QuantizeLinear/DequantizeLinear are judged by cosine similarity (see tensor_diff)."""
-    from edgec.frontend.loader import dims_of, graph_inputs, load_model
+    from edgec.compiler import run_on_host
+    from edgec.frontend.expose import exposed, producers
+    from edgec.frontend.loader import dims_of, load_model, single_input
+    from edgec.frontend.reference import run_reference
     from edgec.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
 
     if len(backends) != 2:
@@ -145,37 +127,38 @@ def compare(model_path: str, backends=("tvm", "ort"), precision: str = "fp32", r
     ref_path = reference_path or model_path
     test_model = load_model(model_path)
     ref_model = load_model(ref_path)
-    name = capture.input_name(ref_model, ref_path)
-    if capture.input_name(test_model, model_path) != name:
+    ref_input = single_input(ref_model, ref_path, "compare feeds")
+    name = ref_input.name
+    if single_input(test_model, model_path, "compare feeds").name != name:
         raise EdgecError(f"{model_path} and {ref_path} name their inputs differently; compare needs the same input")
     data = _pick_dataset(dataset, Path(ref_path), samples)
-    feeds = _feeds(data, name, dims_of(graph_inputs(ref_model)[0]))
+    feeds = _feeds(data, name, dims_of(ref_input))
 
     optimized, _ = run_pipeline(test_model, DEFAULT_PIPELINE, PassContext(model_path=model_path, validate=False))
     quantization = None
     if precision == "int8":  # calibrated before exposing, as compile quantizes the optimized graph
         optimized, quantization = _quantized_for(optimized, test_backend, int8)
-    test_exposed, test_names = capture.exposed(optimized)
+    test_exposed, test_names = exposed(optimized)
     compiled_as = "fp32" if precision == "int8" else precision  # an int8 graph is QDQ by now
-    test_runs = capture.run_backend(test_exposed, test_backend, compiled_as, feeds, model_path)
-    ref_exposed, ref_names = capture.exposed(ref_model)
+    test_runs = run_on_host(test_exposed, test_backend, feeds, model_path, compiled_as)
+    ref_exposed, ref_names = exposed(ref_model)
     if ref_backend == "ort":
-        ref_runs = capture.run_onnxruntime(ref_exposed, feeds)
+        ref_runs = run_reference(ref_exposed, feeds)
     else:
         ref_optimized, _ = run_pipeline(ref_model, DEFAULT_PIPELINE, PassContext(model_path=ref_path, validate=False))
-        ref_exposed, ref_names = capture.exposed(ref_optimized)
-        ref_runs = capture.run_backend(ref_exposed, ref_backend, "fp32", feeds, ref_path)
+        ref_exposed, ref_names = exposed(ref_optimized)
+        ref_runs = run_on_host(ref_exposed, ref_backend, feeds, ref_path)
 
-    where = capture.producers(ref_exposed)
+    where = producers(ref_exposed)
     common = [n for n in ref_names if n in set(test_names)]
     quantized = is_quantized(test_model) or is_quantized(ref_model) or precision == "int8"
-    reduced = quantized or precision == "fp16"  # rounding steps grow through the layers: judged by cosine
-    cosine_bar = min_cosine if reduced else None
-    diffs = [tensor_diff(n, where[n], [r[n] for r in test_runs], [r[n] for r in ref_runs], atol, rtol,
-                         cosine_bar) for n in sorted(common, key=lambda n: where[n][2])]
+    rule = for_precision("int8" if quantized else precision, atol, rtol, min_cosine)
+    cosine_bar = rule.min_cosine if isinstance(rule, Cosine) else None
+    diffs = [tensor_diff(n, where[n], [r[n] for r in test_runs], [r[n] for r in ref_runs], rule)
+             for n in sorted(common, key=lambda n: where[n][2])]
     return CompareResult(
-        test={"model": str(model_path), "backend": test_backend, "precision": precision, "passes": list(DEFAULT_PIPELINE),
-              "quantization": quantization},
+        test={"model": str(model_path), "backend": test_backend, "precision": precision,
+              "passes": list(DEFAULT_PIPELINE), "quantization": quantization},
         reference={"model": str(ref_path), "backend": ref_backend, "precision": "fp32"},
         tensors=diffs,
         unmatched={"test_only": sorted(set(test_names) - set(common)),
@@ -183,5 +166,6 @@ def compare(model_path: str, backends=("tvm", "ort"), precision: str = "fp32", r
         inputs={"dataset": data.name, "samples": len(data.x), "input": name,
                 "shape": list(data.x.shape[1:]), "dtype": str(data.x.dtype)},
         tolerance={"atol": atol, "rtol": rtol, "min_cosine": cosine_bar,
-                   "mode": "cosine (quantized graph)" if quantized else "cosine (fp16)" if reduced else "elementwise"},
+                   "mode": "cosine (quantized graph)" if quantized else f"cosine ({precision})" if cosine_bar else
+                   "elementwise"},
     )

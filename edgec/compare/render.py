@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 
 from edgec.compare.diff import CompareResult
-from edgec.runtime.artifact import write_atomic
+from edgec.files import write_atomic
 
 PLOT = "error_by_layer.png"
 
 
 def _tolerance(tol: dict) -> str:
     if tol["min_cosine"] is not None:
-        return f"quantized graph: diverges below cosine {tol['min_cosine']:g}"
+        return f"{tol['mode'].replace('cosine (', '').rstrip(')')}: diverges below cosine {tol['min_cosine']:g}"
     return f"atol {tol['atol']:g}, rtol {tol['rtol']:g}"
 
 

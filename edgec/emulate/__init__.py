@@ -26,6 +26,7 @@ import numpy as np
 import edgec
 from edgec.emulate.userland import QEMU, EmulationUnavailable, Userland, prepare
 from edgec.errors import EdgecError, InternalError, UnsupportedError
+from edgec.metrics.compare import Elementwise
 from edgec.runtime.artifact import read_manifest
 from edgec.runtime.bench import make_inputs
 
@@ -33,7 +34,9 @@ __all__ = ["run", "bench", "compare", "summary", "check", "EmulatedRun", "Emulat
            "RUNTIME_FILES"]
 
 ATOL = 1e-4  # max abs difference allowed between the emulated outputs and the host build's
-RUNTIME_FILES = ("__init__.py", "errors.py", "targets.py", "runtime")  # all of edgec a board needs
+MATCH = Elementwise(atol=ATOL, rtol=0.0)
+# all of edgec a board needs
+RUNTIME_FILES = ("__init__.py", "errors.py", "files.py", "targets.py", "tvm_process.py", "runtime")
 NOTE = "measured under qemu-user emulation on an x86-64 host: not a board latency"
 _QEMU_CPU = {"generic": "cortex-a53"}  # the oldest Armv8-A core qemu models: generic code must run there
 
@@ -107,10 +110,10 @@ def bench(artifact: str | Path, reference: str | Path | None = None, warmup: int
 def compare(outputs: list[np.ndarray], reference, feeds: dict) -> dict:
     """Run `reference` (a loaded host build of the same model) on `feeds`; the max abs difference of `outputs`."""
     expected = list(reference.run(feeds).values())
-    err = max(float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max(initial=0.0))
-              for a, b in zip(outputs, expected, strict=True))
+    results = [MATCH(a, b) for a, b in zip(outputs, expected, strict=True)]
+    err = max(r.max_abs_err if r.max_abs_err is not None else float("inf") for r in results)
     return {"artifact": reference.path, "target": reference.manifest["target"]["name"], "max_abs_err": err,
-            "atol": ATOL, "within_atol": err <= ATOL}
+            "atol": ATOL, "within_atol": all(results)}
 
 
 def _load_reference(reference: str | Path, manifest: dict):

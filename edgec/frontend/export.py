@@ -9,13 +9,13 @@ import warnings
 from pathlib import Path
 
 from edgec.errors import EdgecError
-from edgec.runtime.artifact import write_atomic
+from edgec.files import write_atomic
 
 
 def resolve_exportable(spec: str) -> tuple[object, tuple[int, ...] | None, tuple[str, ...]]:
     """A zoo name (trained weights) or 'pkg.module:callable' -> (module, default input shape, output names)."""
     if ":" not in spec:
-        from models import registry, train
+        from edgec.zoo import registry, train
 
         try:
             entry = registry.get(spec)
@@ -23,8 +23,8 @@ def resolve_exportable(spec: str) -> tuple[object, tuple[int, ...] | None, tuple
             raise EdgecError(f"{e.args[0]}; or pass MODULE:CALLABLE returning a torch.nn.Module") from None
         return train.load_trained(spec), entry.input_shape, entry.output_names
     module_name, _, attr = spec.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    if os.getcwd() not in sys.path:  # last: the user's folder never shadows installed packages
+        sys.path.append(os.getcwd())
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as e:

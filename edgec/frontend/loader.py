@@ -220,3 +220,17 @@ def io_spec(model: onnx.ModelProto) -> tuple[list[dict], list[dict]]:
         return [{"name": v.name, "shape": dims_of(v), "dtype": dtype_of(v)} for v in values]
 
     return spec(graph_inputs(model)), spec(model.graph.output)
+
+
+def single_input(model: onnx.ModelProto, model_path: str, purpose: str) -> onnx.ValueInfoProto:
+    """The model's only real input; EdgecError naming `purpose` ("compare feeds") when it has several."""
+    inputs = graph_inputs(model)
+    if len(inputs) != 1:
+        raise EdgecError(f"{model_path}: {purpose} single-input models; this one has {len(inputs)} inputs")
+    return inputs[0]
+
+
+def input_specs(model: onnx.ModelProto) -> list[tuple[str, list[int | str], str]]:
+    """[(name, dims, numpy dtype name)] of the real graph inputs, what edgec.runtime.inputs generates for."""
+    return [(v.name, dims_of(v), onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name)
+            for v in graph_inputs(model)]

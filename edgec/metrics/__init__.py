@@ -1,1 +1,2 @@
-"""Task metrics shared by the zoo and the report (numpy only)."""
+"""Numbers about outputs, numpy only: whether two tensors match (`compare`), top-1 accuracy
+(`accuracy`), detection mAP (`detection`)."""

@@ -10,7 +10,8 @@ import onnx_ir as ir
 
 
 def ir_pass(body):
-    """Turn `body(ir_model, ctx)`, which edits an onnx-ir model in place, into `run(ModelProto, ctx) -> ModelProto`.
+    """Turn `body(ir_model, ctx) -> modified`, which edits an onnx-ir model in place and says whether it
+    changed it, into `run(ModelProto, ctx) -> ModelProto`.
 
     The body stays reachable as `run.on_ir`: the manager chains such passes on one onnx-ir model instead of
     serializing to protobuf and back between them (most of a pass's cost on a large graph).

@@ -13,7 +13,7 @@ import onnx_ir.passes.common as common
 
 from edgec.passes._batchnorm import inference_affine
 from edgec.passes._ir_util import Namer, add_initializer, ir_pass
-from edgec.passes.manager import PassContext
+from edgec.passes.base import PassContext, register
 
 
 def _lower(graph: ir.Graph, bn: ir.Node, namer: Namer) -> bool:
@@ -34,13 +34,19 @@ def _lower(graph: ir.Graph, bn: ir.Node, namer: Namer) -> bool:
     return True
 
 
+@register("batchnorm_to_affine")
 @ir_pass
-def run(ir_model: ir.Model, ctx: PassContext) -> None:
+def run(ir_model: ir.Model, ctx: PassContext) -> bool:
     graph = ir_model.graph
     namer = Namer(graph)
+    lowered = False
     for node in list(graph):
-        if node.op_type == "BatchNormalization" and not _lower(graph, node, namer):
+        if node.op_type != "BatchNormalization":
+            continue
+        if _lower(graph, node, namer):
+            lowered = True
+        else:
             ctx.notes.append(f"kept BatchNormalization '{node.name}': training outputs, non-constant parameters "
                              "or unknown input rank")
-    common.RemoveUnusedNodesPass()(ir_model)
-    common.NameFixPass()(ir_model)
+    swept = common.RemoveUnusedNodesPass()(ir_model).modified
+    return common.NameFixPass()(ir_model).modified or lowered or swept

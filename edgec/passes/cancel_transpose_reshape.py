@@ -22,12 +22,11 @@ import math
 import numpy as np
 import onnx_ir as ir
 import onnx_ir.passes.common as common
-from onnxscript.rewriter._basics import MatchResult
-from onnxscript.rewriter._rewrite_rule import RewriteRuleClassBase, RewriteRuleSet
+from onnxscript.rewriter import MatchResult, RewriteRuleClassBase, RewriteRuleSet
 from onnxscript.rewriter.rules.common import no_op_transpose_rule, reshape_reshape_rule, transpose_transpose_rule
 
 from edgec.passes._ir_util import constant, ir_pass
-from edgec.passes.manager import PassContext
+from edgec.passes.base import PassContext, register
 
 MAX_ROUNDS = 32
 UNARY_ELEMENTWISE = ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "Abs", "Neg", "Exp", "Log", "Sqrt", "Erf", "Elu",
@@ -125,10 +124,14 @@ RULES = RewriteRuleSet([transpose_transpose_rule, no_op_transpose_rule, Constant
                         *(SinkTransposeBelowUnary.rule(op_type) for op_type in UNARY_ELEMENTWISE)])
 
 
+@register("cancel_transpose_reshape")
 @ir_pass
-def run(ir_model: ir.Model, ctx: PassContext) -> None:
+def run(ir_model: ir.Model, ctx: PassContext) -> bool:
+    rewrites = 0
     for _ in range(MAX_ROUNDS):  # each round sinks a transpose by one op; stop when nothing matches
-        if not RULES.apply_to_model(ir_model):
+        applied = RULES.apply_to_model(ir_model)
+        if not applied:
             break
-    common.IdentityEliminationPass()(ir_model)
-    common.RemoveUnusedNodesPass()(ir_model)
+        rewrites += applied
+    identities = common.IdentityEliminationPass()(ir_model).modified
+    return common.RemoveUnusedNodesPass()(ir_model).modified or identities or rewrites > 0

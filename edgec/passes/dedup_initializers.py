@@ -10,13 +10,14 @@ import onnx_ir as ir
 import onnx_ir.passes.common as common
 
 from edgec.passes._ir_util import ir_pass
-from edgec.passes.manager import PassContext
+from edgec.passes.base import PassContext, register
 
 
+@register("dedup_initializers")
 @ir_pass
-def run(ir_model: ir.Model, ctx: PassContext) -> None:
+def run(ir_model: ir.Model, ctx: PassContext) -> bool:
     for value in ir_model.graph.initializers.values():
         tensor = value.const_value
         if isinstance(tensor, ir.Tensor) and isinstance(tensor.raw, np.ndarray) and not tensor.raw.flags.c_contiguous:
             value.const_value = ir.tensor(np.ascontiguousarray(tensor.raw), name=value.name)
-    common.DeduplicateHashedInitializersPass()(ir_model)
+    return common.DeduplicateHashedInitializersPass()(ir_model).modified

@@ -8,9 +8,10 @@ import onnx_ir as ir
 import onnx_ir.passes.common as common
 
 from edgec.passes._ir_util import ir_pass
-from edgec.passes.manager import PassContext
+from edgec.passes.base import PassContext, register
 
 
+@register("eliminate_common_subexpressions")
 @ir_pass
-def run(ir_model: ir.Model, ctx: PassContext) -> None:
-    common.CommonSubexpressionEliminationPass()(ir_model)
+def run(ir_model: ir.Model, ctx: PassContext) -> bool:
+    return common.CommonSubexpressionEliminationPass()(ir_model).modified

@@ -8,10 +8,11 @@ import onnx_ir as ir
 import onnx_ir.passes.common as common
 
 from edgec.passes._ir_util import ir_pass
-from edgec.passes.manager import PassContext
+from edgec.passes.base import PassContext, register
 
 
+@register("eliminate_dead")
 @ir_pass
-def run(ir_model: ir.Model, ctx: PassContext) -> None:
-    ir.passes.Sequential(common.RemoveUnusedNodesPass(), common.RemoveUnusedFunctionsPass(),
-                         common.RemoveUnusedOpsetsPass())(ir_model)
+def run(ir_model: ir.Model, ctx: PassContext) -> bool:
+    return ir.passes.Sequential(common.RemoveUnusedNodesPass(), common.RemoveUnusedFunctionsPass(),
+                                common.RemoveUnusedOpsetsPass())(ir_model).modified

@@ -12,7 +12,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as common
 
 from edgec.passes._ir_util import constant, ir_pass
-from edgec.passes.manager import PassContext
+from edgec.passes.base import PassContext, register
 
 
 def is_inference_dropout(node: ir.Node, opset: int) -> bool:
@@ -34,14 +34,17 @@ def is_inference_dropout(node: ir.Node, opset: int) -> bool:
     return ratio is not None and ratio.size == 1 and float(ratio.item()) == 0.0
 
 
+@register("eliminate_identity")
 @ir_pass
-def run(ir_model: ir.Model, ctx: PassContext) -> None:
+def run(ir_model: ir.Model, ctx: PassContext) -> bool:
     opset = ir_model.opset_imports.get("", 1)
+    dropouts = False
     for node in ir_model.graph:
         if is_inference_dropout(node, opset):
             node.op_type, node.version = "Identity", None
             node.attributes.clear()
             node.resize_inputs(1)
             node.resize_outputs(1)
-    common.IdentityEliminationPass()(ir_model)
-    common.RemoveUnusedNodesPass()(ir_model)
+            dropouts = True
+    identities = common.IdentityEliminationPass()(ir_model).modified
+    return common.RemoveUnusedNodesPass()(ir_model).modified or identities or dropouts

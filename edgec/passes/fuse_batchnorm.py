@@ -18,7 +18,7 @@ import onnx_ir.passes.common as common
 
 from edgec.passes._batchnorm import inference_affine
 from edgec.passes._ir_util import Namer, add_initializer, constant, ir_pass
-from edgec.passes.manager import PassContext
+from edgec.passes.base import PassContext, register
 
 
 def _scaled_weight(producer: ir.Node, w: np.ndarray, s: np.ndarray) -> np.ndarray | None:
@@ -76,8 +76,9 @@ def _fuse(graph: ir.Graph, bn: ir.Node, namer: Namer) -> bool:
     return True
 
 
+@register("fuse_batchnorm")
 @ir_pass
-def run(ir_model: ir.Model, ctx: PassContext) -> None:
+def run(ir_model: ir.Model, ctx: PassContext) -> bool:
     graph = ir_model.graph
     namer = Namer(graph)
     batchnorms = [node for node in graph if node.op_type == "BatchNormalization"]
@@ -86,4 +87,4 @@ def run(ir_model: ir.Model, ctx: PassContext) -> None:
         ctx.notes.append(f"kept {len(kept)} of {len(batchnorms)} BatchNormalization nodes ({', '.join(kept[:5])}"
                          f"{', ...' if len(kept) > 5 else ''}): each needs a Conv, ConvTranspose, Gemm or rank-2 "
                          "MatMul with constant weights whose output nothing else reads")
-    common.RemoveUnusedNodesPass()(ir_model)
+    return common.RemoveUnusedNodesPass()(ir_model).modified or len(kept) < len(batchnorms)

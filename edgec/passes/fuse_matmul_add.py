@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import onnx_ir as ir
 import onnx_ir.passes.common as common
-from onnxscript.rewriter._basics import MatchResult
-from onnxscript.rewriter._rewrite_rule import RewriteRuleClassBase, RewriteRuleSet
+from onnxscript.rewriter import MatchResult, RewriteRuleClassBase, RewriteRuleSet
 
 from edgec.passes._ir_util import ir_pass
-from edgec.passes.manager import PassContext
+from edgec.passes.base import PassContext, register
 
 GEMM_TYPES = (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.DOUBLE, ir.DataType.BFLOAT16)
 
@@ -43,7 +42,8 @@ class MatMulAddToGemm(RewriteRuleClassBase):
 RULES = RewriteRuleSet(MatMulAddToGemm.rule().commute())
 
 
+@register("fuse_matmul_add")
 @ir_pass
-def run(ir_model: ir.Model, ctx: PassContext) -> None:
-    RULES.apply_to_model(ir_model)
-    common.RemoveUnusedNodesPass()(ir_model)
+def run(ir_model: ir.Model, ctx: PassContext) -> bool:
+    fused = RULES.apply_to_model(ir_model)
+    return common.RemoveUnusedNodesPass()(ir_model).modified or fused > 0

@@ -7,7 +7,7 @@ derive (say [batch, 7, 64] from a Shape -> Slice -> Concat chain).
 
 import onnx
 
-from edgec.passes.manager import PassContext
+from edgec.passes.base import PassContext, register
 
 
 def _static(value: onnx.ValueInfoProto) -> bool:
@@ -15,6 +15,7 @@ def _static(value: onnx.ValueInfoProto) -> bool:
     return value.type.HasField("tensor_type") and shape.dim and all(d.HasField("dim_value") for d in shape.dim)
 
 
+@register("infer_shapes")
 def run(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
     from edgec.frontend.loader import infer_shapes
 

@@ -1,22 +1,16 @@
-"""The pass registry, the pipeline runner with its per-pass record, and load-optimize-save."""
+"""The pipeline runner with its per-pass record, and load-optimize-save."""
 
 from __future__ import annotations
 
 import collections
-import importlib
 import math
 import os
-import pkgutil
 import time
-from dataclasses import dataclass, field
-from typing import Callable
 
 import onnx
 import onnx_ir as ir
 
-from edgec.errors import EdgecError
-
-_NOT_PASSES = {"manager", "validation"}
+from edgec.passes.base import PassContext, PassRecord, get_pass
 
 # Order matters: upgrade the opset first (later rules assume modern op signatures); drop Identity/Dropout and
 # fold constants so each BatchNormalization sits right after its producer; MatMul+Add -> Gemm so BN folds into
@@ -36,57 +30,6 @@ DEFAULT_PIPELINE = (
     "eliminate_dead",
     "infer_shapes",
 )
-
-
-@dataclass
-class PassContext:
-    """What passes may read: the target opset, the model's file name for error messages, options.
-
-    options: "validation_inputs" ({input name: array}, replaces the random inputs), "atol" / "rtol"
-    (validation tolerance, defaults 1e-5 / 1e-4). Passes append human-readable remarks to `notes`.
-    """
-
-    model_path: str = "<model>"
-    opset: int | None = None
-    validate: bool = True
-    options: dict = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class PassRecord:
-    name: str
-    seconds: float
-    nodes_before: int
-    nodes_after: int
-    ops_before: dict[str, int]
-    ops_after: dict[str, int]
-    params_bytes_before: int = 0
-    params_bytes_after: int = 0
-    max_abs_err: float | None = None  # vs the model before this pass; None when not validated
-    validate_seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "seconds": round(self.seconds, 4), "nodes_before": self.nodes_before,
-                "nodes_after": self.nodes_after, "ops_before": self.ops_before, "ops_after": self.ops_after,
-                "params_bytes_before": self.params_bytes_before, "params_bytes_after": self.params_bytes_after,
-                "max_abs_err": self.max_abs_err, "validate_seconds": round(self.validate_seconds, 4),
-                "notes": self.notes}
-
-
-def available_passes() -> list[str]:
-    """Every public module in edgec/passes/ (bar the manager and validation) is a pass, named by its file."""
-    import edgec.passes
-
-    return sorted(m.name for m in pkgutil.iter_modules(edgec.passes.__path__)
-                  if m.name not in _NOT_PASSES and not m.name.startswith("_"))
-
-
-def get_pass(name: str) -> Callable[[onnx.ModelProto, PassContext], onnx.ModelProto]:
-    if name not in available_passes():
-        raise EdgecError(f"unknown pass '{name}'; available passes: {', '.join(available_passes())}")
-    return importlib.import_module(f"edgec.passes.{name}").run
 
 
 def op_histogram(model: onnx.ModelProto | ir.Model) -> dict[str, int]:
@@ -120,10 +63,10 @@ def run_pipeline(model: onnx.ModelProto, names, ctx: PassContext) -> tuple[onnx.
     pass's result is run with ONNX Runtime on the same inputs as the model before it, and a difference
     beyond tolerance raises an error naming the pass and the output.
     """
-    from edgec.passes import validation
+    from edgec.passes.validation import Checker
 
     passes = [(name, get_pass(name)) for name in names]
-    checker = validation.Checker(model, ctx) if ctx.validate and passes else None
+    checker = Checker(model, ctx) if ctx.validate and passes else None
     model = onnx.ModelProto.FromString(model.SerializeToString())  # onnx-ir edits would reach the caller's protos
     records = []
     for name, run in passes:
@@ -131,13 +74,15 @@ def run_pipeline(model: onnx.ModelProto, names, ctx: PassContext) -> tuple[onnx.
         start = time.perf_counter()
         on_ir = getattr(run, "on_ir", None)
         if on_ir is None:
-            model = run(_as_proto(model), ctx)
+            given = _as_proto(model)
+            model = run(given, ctx)
+            modified = model is not given and model.SerializeToString() != given.SerializeToString()
         else:
             model = ir.from_proto(model) if isinstance(model, onnx.ModelProto) else model
-            on_ir(model, ctx)
+            modified = bool(on_ir(model, ctx))
         seconds, after = time.perf_counter() - start, op_histogram(model)
         record = PassRecord(name, seconds, sum(before.values()), sum(after.values()), before, after, before_bytes,
-                            params_bytes(model))
+                            params_bytes(model), modified=modified)
         if checker is not None:
             start = time.perf_counter()
             record.max_abs_err = checker.check(_as_proto(model), name)
@@ -150,8 +95,8 @@ def run_pipeline(model: onnx.ModelProto, names, ctx: PassContext) -> tuple[onnx.
 def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, names=DEFAULT_PIPELINE, validate: bool = True,
                   opset: int | None = None) -> list[PassRecord]:
     """`edgec optimize` as a library call: load `src`, run the passes, write `dst` atomically."""
+    from edgec.files import write_atomic
     from edgec.frontend.loader import load_model
-    from edgec.runtime.artifact import write_atomic
 
     model, records = run_pipeline(load_model(src), names,
                                   PassContext(model_path=str(src), opset=opset, validate=validate))

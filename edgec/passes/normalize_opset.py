@@ -9,7 +9,7 @@ import onnx
 import onnx.version_converter
 
 from edgec.errors import EdgecError
-from edgec.passes.manager import PassContext
+from edgec.passes.base import PassContext, register
 
 MIN_OPSET = 13
 
@@ -18,6 +18,7 @@ def model_opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
+@register("normalize_opset")
 def run(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
     current = model_opset(model)
     target = ctx.opset or max(current, MIN_OPSET)

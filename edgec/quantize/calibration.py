@@ -43,7 +43,7 @@ def calibration_inputs(spec: str, model: onnx.ModelProto, samples: int = DEFAULT
 
 
 def _digits_split(dims: list, zoo_entry=None):
-    from models import data
+    from edgec.zoo import data
 
     if zoo_entry is not None:
         return zoo_entry.load_data()
@@ -64,7 +64,8 @@ def _npz(path: Path, labels: bool = False) -> np.ndarray | tuple[np.ndarray, np.
     try:
         with np.load(path, allow_pickle=False) as npz:
             if "x" not in npz:
-                raise EdgecError(f"{path}: calibration data needs an array 'x'; found {', '.join(npz.files) or 'nothing'}")
+                raise EdgecError(f"{path}: calibration data needs an array 'x'; found "
+                                 f"{', '.join(npz.files) or 'nothing'}")
             if not labels:
                 return npz["x"]
             if "y" not in npz:

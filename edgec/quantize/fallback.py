@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from edgec.compare import capture
-from edgec.compare.diff import tensor_diff
+from edgec.frontend.expose import exposed
+from edgec.frontend.loader import single_input
+from edgec.frontend.reference import run_reference
+from edgec.metrics.accuracy import top1
+from edgec.metrics.compare import errors
 from edgec.quantize.int8 import Int8Scheme, quantizable_nodes, quantize
 
 
@@ -39,12 +42,8 @@ class FallbackResult:
 
 
 def onnxruntime_runner(model: onnx.ModelProto, feeds: list[dict]) -> list[dict[str, np.ndarray]]:
-    """The default runner: ONNX Runtime on this CPU, as a session built from the model."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return [dict(zip(names, session.run(names, f))) for f in feeds]
+    """The default runner: ONNX Runtime's optimized session on this CPU (QDQ fused to integer kernels)."""
+    return run_reference(model, feeds, optimized=True)
 
 
 def _batches(model: onnx.ModelProto, x: np.ndarray, name: str) -> list[dict]:
@@ -60,7 +59,7 @@ def _batches(model: onnx.ModelProto, x: np.ndarray, name: str) -> list[dict]:
 def _accuracy(run, model: onnx.ModelProto, x: np.ndarray, y: np.ndarray, name: str) -> float:
     feeds = _batches(model, x, name)
     logits = np.concatenate([next(iter(out.values())) for out in run(model, feeds)])
-    return float((logits.argmax(axis=1) == y[:len(logits)]).mean())
+    return top1(logits, y[:len(logits)])
 
 
 def _dequantized_names(int8: onnx.ModelProto) -> dict[str, str]:
@@ -103,9 +102,9 @@ def layer_sensitivity(fp32: onnx.ModelProto, int8: onnx.ModelProto, feeds: list[
     """{unit: cosine lost across it} for each unit of `quantization_units`: the loss of its (re-quantized)
     outputs minus the largest loss among its (re-quantized) inputs from outside it, each measured against
     fp32 (int8 on `run`, fp32 on ONNX Runtime)."""
-    ref_model, _ = capture.exposed(fp32)
-    q_model, _ = capture.exposed(int8)
-    ref = capture.run_onnxruntime(ref_model, feeds)
+    ref_model, _ = exposed(fp32)
+    q_model, _ = exposed(int8)
+    ref = run_reference(ref_model, feeds)
     got = run(q_model, feeds)
     as_quantized = _dequantized_names(int8)
     lost: dict[str, float] = {}
@@ -116,7 +115,8 @@ def layer_sensitivity(fp32: onnx.ModelProto, int8: onnx.ModelProto, feeds: list[
         if tensor not in lost:
             lost[tensor] = None
             if tensor in ref[0] and seen in got[0]:
-                d = tensor_diff(tensor, ("", "", 0), [g[seen] for g in got], [r[tensor] for r in ref], 0, 0)
+                d = errors(np.concatenate([g[seen].ravel() for g in got]),
+                           np.concatenate([r[tensor].ravel() for r in ref]))
                 lost[tensor] = 1.0 - (d.cosine if d.cosine is not None else 0.0)
         return lost[tensor]
 
@@ -137,7 +137,7 @@ def quantize_within_budget(fp32: onnx.ModelProto, calib_feeds: list[dict], val_x
     """Quantize, then return units to float (most sensitive first) until the drop, measured with `run`
     (default ONNX Runtime) on the validation samples, is within budget."""
     run = run or onnxruntime_runner
-    name = capture.input_name(fp32, "<model>")
+    name = single_input(fp32, "<model>", "int8 quantization takes").name
     base = _accuracy(run, fp32, val_x, val_y, name)
     int8 = quantize(fp32, calib_feeds, method, scheme=scheme)
     acc = _accuracy(run, int8, val_x, val_y, name)

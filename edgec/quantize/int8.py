@@ -37,8 +37,8 @@ class Int8Scheme:
     x86 integer kernels multiply uint8 activations by int8 weights (`vpmaddubsw`, VNNI's `vpdpbusd`),
     so activations are uint8 with a zero point (a ReLU's 0..max range keeps all 256 steps). Without
     VNNI, `vpmaddubsw` adds two u8 x s8 products in int16 and saturates beyond 32767 (2 x 255 x 127
-    does): `reduce_range` keeps weights in -64..64 (2 x 255 x 64 = 32640) so it cannot. TensorRT accepts only zero point 0:
-    symmetric int8 activations.
+    does): `reduce_range` keeps weights in -64..64 (2 x 255 x 64 = 32640) so it cannot. TensorRT accepts only
+    zero point 0: symmetric int8 activations.
     """
 
     activations: str = "uint8"  # "uint8" (asymmetric) or "int8" (symmetric, zero point 0)

@@ -13,14 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
+import edgec.runtime as rt
+from edgec.compiler import compile_model
 from edgec.errors import UnsupportedError
 from edgec.metrics.detection import coco_map
 from edgec.report.host import host_info
+from edgec.report.rows import latency, row
 from edgec.runtime.host_nms import non_max_suppression
 
 
 def _nms_defaults() -> dict:
-    from models import detector
+    from edgec.zoo import detector
 
     return {"max_output_boxes_per_class": detector.TOP_K, "iou_threshold": detector.IOU_THRESHOLD,
             "score_threshold": detector.SCORE_THRESHOLD}
@@ -52,16 +55,12 @@ def score(images: list, reference: list, data) -> dict:
 
 def evaluate(subject, data, targets, precisions, backends, out_dir: Path, warmup: int, iters: int, say) -> dict:
     """The report dict for a detector (same schema as edgec.report.evaluate.evaluate)."""
-    import edgec.runtime as rt
-    from edgec.compiler import compile_model
-    from edgec.report.evaluate import _latency, _row
-
     say(f"reference ({subject.framework}) on {len(data.x)} samples")
     ref = [per_image(subject.outputs(data.x[i:i + 1])) for i in range(len(data.x))]
     sample = data.x[:1]
-    latency, throughput = _latency(lambda: per_image(subject.outputs(sample)), warmup, iters)
+    ref_latency, throughput = latency(lambda: per_image(subject.outputs(sample)), warmup, iters)
     ref_row = score(ref, ref, data)
-    rows = [_row(subject.framework, "cpu", "fp32", latency_ms=latency, throughput_per_s=throughput,
+    rows = [row(subject.framework, "cpu", "fp32", latency_ms=ref_latency, throughput_per_s=throughput,
                  note=f"reference; mAP@0.5:0.95 {100 * ref_row['map_50_95']:.2f}%", **ref_row)]
     for precision in precisions:
         for target in targets:
@@ -73,18 +72,18 @@ def evaluate(subject, data, targets, precisions, backends, out_dir: Path, warmup
                     module = rt.load(artifact)
                     run = lambda x: per_image(list(module.run({subject.input_name: x}).values()))  # noqa: E731
                     images = [run(data.x[i:i + 1]) for i in range(len(data.x))]
-                    latency, throughput = _latency(lambda: run(sample), warmup, iters)
+                    row_latency, throughput = latency(lambda: run(sample), warmup, iters)
                 except (UnsupportedError, rt.ArtifactError) as e:
-                    rows.append(_row(backend, target, precision, "unsupported", str(e)))
+                    rows.append(row(backend, target, precision, "unsupported", str(e)))
                     continue
                 except Exception as e:  # a report records failures and goes on with the other rows
-                    rows.append(_row(backend, target, precision, "failed", str(e)))
+                    rows.append(row(backend, target, precision, "failed", str(e)))
                     continue
                 values = score(images, ref, data)
                 where = [f"NMS on {n['runs_on']} ({n['strategy']})"
                          for n in (result.manifest.get("nms") or {}).get("nodes", [])]
                 note = "; ".join([f"accuracy is mAP@0.5, mAP@0.5:0.95 {100 * values['map_50_95']:.2f}%", *where])
-                rows.append(_row(backend, target, precision, note=note, latency_ms=latency,
+                rows.append(row(backend, target, precision, note=note, latency_ms=row_latency,
                                  throughput_per_s=throughput, artifact_bytes=artifact.stat().st_size,
                                  compile_s=round(result.seconds, 3), **values))
     host = host_info()

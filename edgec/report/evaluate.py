@@ -12,10 +12,15 @@ from typing import Callable
 
 import numpy as np
 
+import edgec.runtime as rt
+from edgec.compiler import compile_model
 from edgec.errors import EdgecError, UnsupportedError
-from edgec.report.datasets import load_dataset
+from edgec.frontend.datasets import load_dataset
+from edgec.metrics.accuracy import top1, top1_agreement
+from edgec.metrics.compare import errors
+from edgec.report import detection
 from edgec.report.host import host_info
-from edgec.runtime.bench import latency_stats, time_calls
+from edgec.report.rows import latency, row
 
 DEFAULT_BACKENDS = ("tvm", "ort")
 
@@ -41,7 +46,7 @@ def prepare_subject(model: str, out_dir: Path) -> Subject:
     import torch
 
     from edgec.frontend.export import export_onnx, resolve_exportable
-    from models import registry
+    from edgec.zoo import registry
 
     try:
         entry = registry.get(model)
@@ -64,42 +69,13 @@ def prepare_subject(model: str, out_dir: Path) -> Subject:
 
 
 def _onnx_subject(path: Path) -> Subject:
-    import onnxruntime as ort
+    from edgec.frontend.loader import load_model, single_input
+    from edgec.frontend.reference import Reference
 
-    from edgec.frontend.loader import graph_inputs, load_model
-
-    model = load_model(path)
-    inputs = graph_inputs(model)
-    if len(inputs) != 1:
-        raise EdgecError(f"{path}: reports need a single-input model; this one has {len(inputs)} inputs")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = inputs[0].name
-    return Subject(path.stem, path, "onnxruntime", lambda x: session.run(None, {name: x})[0], name,
-                   outputs=lambda x: session.run(None, {name: x}))
-
-
-def accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
-    """Top-1 accuracy: argmax over axis 1 against labels (also per-pixel for N x C x H x W outputs)."""
-    if labels is None or logits.ndim < 2 or logits.shape[:1] + logits.shape[2:] != labels.shape:
-        return None
-    return float((logits.argmax(axis=1) == labels).mean())
-
-
-def _agreement(a: np.ndarray, b: np.ndarray) -> float | None:
-    return float((a.argmax(axis=1) == b.argmax(axis=1)).mean()) if a.ndim >= 2 else None
-
-
-def _row(backend, target, precision, status="ok", note="", **values) -> dict:
-    row = {"backend": backend, "target": target, "precision": precision, "accuracy": None, "map_50_95": None,
-           "top1_agreement": None, "max_abs_err": None, "mean_abs_err": None, "latency_ms": None,
-           "throughput_per_s": None, "artifact_bytes": None, "compile_s": None, "status": status, "note": note}
-    row.update(values)
-    return row
-
-
-def _latency(fn, warmup: int, iters: int) -> tuple[dict, float]:
-    stats = latency_stats(time_calls(fn, warmup, iters))
-    return {k: stats[k] for k in ("p50", "p90", "p99")}, 1e3 / stats["mean"]
+    name = single_input(load_model(path), str(path), "reports need").name
+    session = Reference(path, optimized=True)
+    return Subject(path.stem, path, "onnxruntime", lambda x: next(iter(session.run({name: x}).values())), name,
+                   outputs=lambda x: list(session.run({name: x}).values()))
 
 
 def _run_all(run_one, x: np.ndarray) -> np.ndarray:
@@ -109,30 +85,25 @@ def _run_all(run_one, x: np.ndarray) -> np.ndarray:
 def evaluate(model: str, targets, precisions, dataset: str, out_dir: Path, backends=DEFAULT_BACKENDS,
              warmup: int = 10, iters: int = 100, progress: Callable[[str], None] | None = None) -> dict:
     """Build the report dict (contract schema); artifacts land in out_dir/artifacts/."""
-    import edgec.runtime as rt
-    from edgec.compiler import compile_model
-
     say = progress or (lambda message: None)
     subject = prepare_subject(model, out_dir)
     data = load_dataset(dataset, subject.onnx_path, subject.zoo_entry)
     if data.targets is not None:  # boxes: mAP rows (edgec/report/detection.py)
-        from edgec.report import detection
-
         return detection.evaluate(subject, data, targets, precisions, backends, out_dir, warmup, iters, say)
     say(f"reference ({subject.framework}) on {len(data.x)} samples")
     ref = np.concatenate([subject.reference(data.x[i:i + 256]) for i in range(0, len(data.x), 256)])
-    ref_acc = accuracy(ref, data.y)
+    ref_acc = top1(ref, data.y)
     sample = data.x[:1]
-    latency, throughput = _latency(lambda: subject.reference(sample), warmup, iters)
-    rows = [_row(subject.framework, "cpu", "fp32", accuracy=ref_acc, top1_agreement=_agreement(ref, ref),
-                 max_abs_err=0.0, mean_abs_err=0.0, latency_ms=latency, throughput_per_s=throughput,
-                 note="reference")]
+    ref_latency, throughput = latency(lambda: subject.reference(sample), warmup, iters)
+    rows = [row(subject.framework, "cpu", "fp32", accuracy=ref_acc, top1_agreement=top1_agreement(ref, ref),
+                max_abs_err=0.0, mean_abs_err=0.0, latency_ms=ref_latency, throughput_per_s=throughput,
+                note="reference")]
     for precision in precisions:
         for target in targets:
             for backend in backends:
                 say(f"{backend} {target} {precision}")
-                rows.append(_measure(rt, compile_model, subject, data, ref, backend, target, precision, out_dir,
-                                     warmup, iters, calib=dataset))
+                rows.append(_measure(subject, data, ref, backend, target, precision, out_dir, warmup, iters,
+                                     calib=dataset))
     host = host_info()
     return {
         "model": subject.name,
@@ -145,8 +116,7 @@ def evaluate(model: str, targets, precisions, dataset: str, out_dir: Path, backe
     }
 
 
-def _measure(rt, compile_model, subject, data, ref, backend, target, precision, out_dir, warmup, iters,
-             calib: str) -> dict:
+def _measure(subject, data, ref, backend, target, precision, out_dir, warmup, iters, calib: str) -> dict:
     """One row. int8 calibrates on `calib`: digits' training split, or the given .npz itself."""
     from edgec.quantize.pipeline import Int8Options
 
@@ -155,30 +125,30 @@ def _measure(rt, compile_model, subject, data, ref, backend, target, precision, 
         result = compile_model(subject.onnx_path, target, artifact, backend=backend, precision=precision,
                                int8=Int8Options(calib=calib))
     except UnsupportedError as e:
-        return _row(backend, target, precision, "unsupported", str(e))
+        return row(backend, target, precision, "unsupported", str(e))
     except Exception as e:  # a report records failures and goes on with the other rows
-        return _row(backend, target, precision, "failed", f"compile: {e}")
+        return row(backend, target, precision, "failed", f"compile: {e}")
     size = artifact.stat().st_size
     try:
         module = rt.load(artifact)
     except rt.ArtifactError as e:
-        return _row(backend, target, precision, "unsupported", f"compiled, cannot run on this host: {e}",
-                    artifact_bytes=size, compile_s=result.seconds)
+        return row(backend, target, precision, "unsupported", f"compiled, cannot run on this host: {e}",
+                   artifact_bytes=size, compile_s=result.seconds)
     try:
         name = subject.input_name
         outs = _run_all(lambda xb: next(iter(module.run({name: xb}).values())), data.x)
         sample = {name: data.x[:1]}
-        latency, throughput = _latency(lambda: module.run(sample), warmup, iters)
+        row_latency, throughput = latency(lambda: module.run(sample), warmup, iters)
     except Exception as e:
-        return _row(backend, target, precision, "failed", f"run: {e}", artifact_bytes=size,
-                    compile_s=result.seconds)
-    err = np.abs(outs.astype(np.float64) - ref.astype(np.float64))
+        return row(backend, target, precision, "failed", f"run: {e}", artifact_bytes=size,
+                   compile_s=result.seconds)
+    err = errors(outs, ref)
     quant = result.manifest.get("quantization")
     note = "" if not quant else (f"int8 QDQ ({quant['activations']} activations; {quant['weights']} weights), "
                                  f"{quant['calibration']['method']} calibration on "
                                  f"{quant['calibration']['samples']} samples; layers kept float: "
                                  f"{', '.join(quant['kept_float']) or 'none'}")
-    return _row(backend, target, precision, note=note, accuracy=accuracy(outs, data.y),
-                top1_agreement=_agreement(outs, ref),
-                max_abs_err=float(err.max()), mean_abs_err=float(err.mean()), latency_ms=latency,
-                throughput_per_s=throughput, artifact_bytes=size, compile_s=round(result.seconds, 3))
+    return row(backend, target, precision, note=note, accuracy=top1(outs, data.y),
+               top1_agreement=top1_agreement(outs, ref), max_abs_err=err.max_abs_err, mean_abs_err=err.mean_abs_err,
+               latency_ms=row_latency, throughput_per_s=throughput, artifact_bytes=size,
+               compile_s=round(result.seconds, 3))

@@ -6,7 +6,7 @@ import html
 import json
 from pathlib import Path
 
-from edgec.runtime.artifact import write_atomic
+from edgec.files import write_atomic
 
 COLUMNS = ("backend", "target", "precision", "status", "accuracy", "top-1 agree", "max abs err", "p50 ms",
            "p90 ms", "p99 ms", "throughput/s", "artifact", "compile s")

@@ -52,7 +52,8 @@ class Module:
 
     def __repr__(self) -> str:
         ins = ", ".join(_fmt_spec(*i) for i in self.inputs)
-        return f"<edgec Module {self.path} backend={self.backend} target={self.manifest['target']['name']} inputs=[{ins}]>"
+        target = self.manifest["target"]["name"]
+        return f"<edgec Module {self.path} backend={self.backend} target={target} inputs=[{ins}]>"
 
     def run(self, feeds: dict) -> dict[str, np.ndarray]:
         """Run on {input name: array}; returns {output name: array} in manifest order."""

@@ -9,33 +9,18 @@ import time
 import numpy as np
 
 from edgec.errors import EdgecError
+from edgec.runtime.inputs import random_inputs
 
 
 def make_inputs(inputs, batch: int | None, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs for [(name, shape, dtype)]: symbolic dims and a batch dim take `batch` (default 1)."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for name, shape, dtype in inputs:
-        dims = []
-        for axis, d in enumerate(shape):
-            if isinstance(d, str):
-                dims.append(batch or 1)
-            elif axis == 0 and batch is not None and d != batch:
-                raise EdgecError(f"input '{name}' was compiled with a fixed batch of {d}; --batch {batch} needs "
-                                 f"an artifact compiled with --input-shape {name}={batch}x"
-                                 + "x".join(str(x) for x in shape[1:]))
-            else:
-                dims.append(d)
-        dt = np.dtype(dtype)
-        if dt.kind == "f":
-            feeds[name] = rng.standard_normal(dims).astype(dt)
-        elif dt.kind in "iu":
-            feeds[name] = rng.integers(0, 2, size=dims).astype(dt)
-        elif dt.kind == "b":
-            feeds[name] = rng.integers(0, 2, size=dims).astype(bool)
-        else:
-            raise EdgecError(f"input '{name}': cannot generate random data of dtype {dtype}")
-    return feeds
+    """Random inputs for [(name, shape, dtype)] (edgec.runtime.inputs): symbolic dims take `batch` (default 1);
+    a fixed batch other than `batch` is an error naming the compile option that changes it."""
+    for name, shape, _ in inputs:
+        if batch is not None and shape and isinstance(shape[0], int) and shape[0] != batch:
+            raise EdgecError(f"input '{name}' was compiled with a fixed batch of {shape[0]}; --batch {batch} needs "
+                             f"an artifact compiled with --input-shape {name}={batch}x"
+                             + "x".join(str(x) for x in shape[1:]))
+    return random_inputs(inputs, symbolic=batch or 1, seed=seed)
 
 
 def latency_stats(times_ms: list[float]) -> dict[str, float]:

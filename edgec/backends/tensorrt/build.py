@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgec.errors import EdgecError, InternalError, UnsupportedError
-from edgec.runtime.artifact import write_atomic
+from edgec.files import write_atomic
 
 MISSING_TENSORRT = ("the tensorrt backend needs NVIDIA TensorRT, which is not importable here ({error}); install it "
                     "on a machine with an NVIDIA GPU and driver: pip install tensorrt --extra-index-url "

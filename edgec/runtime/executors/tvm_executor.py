@@ -11,19 +11,17 @@ from edgec.errors import EdgecError
 from edgec.runtime import InputError
 from edgec.runtime.artifact import ArtifactError
 from edgec.runtime.executors import payload
-from edgec.runtime.threads import default_tvm_threads
-
-os.environ.setdefault("TVM_FFI_DISABLE_TORCH_C_DLPACK", "1")  # never JIT-build torch glue at load time
-default_tvm_threads()  # TVM's own default is half the CPUs: one thread on a 2-core host
+from edgec.tvm_process import prepare_tvm
 
 
 def _import_tvm():
+    prepare_tvm()  # threads and no torch glue, before TVM's first import and first kernel
     try:
         import tvm  # noqa: PLC0415
         import tvm.runtime.vm  # noqa: PLC0415
     except ImportError as e:
-        raise EdgecError(f"this artifact needs the TVM runtime, which is not importable ({e}); "
-                         "install it with `pip install apache-tvm==0.27.0.post1 apache-tvm-ffi==0.1.14.post1`") from None
+        raise EdgecError(f"this artifact needs the TVM runtime, which is not importable ({e}); install it with "
+                         "`pip install apache-tvm==0.27.0.post1 apache-tvm-ffi==0.1.14.post1`") from None
     return tvm
 
 

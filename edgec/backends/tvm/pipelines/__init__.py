@@ -1,0 +1,31 @@
+"""The Relax pipeline for a target, as TVM names its stages (`relax/backend/<target>/pipeline.py`).
+
+Each module builds the same four stages for its target kind: library_dispatch_passes (BYOC
+offloads: none for edgec), legalize_passes (edgec's rewrites, LegalizeOps, fusion and the schedule
+rules), dataflow_lower_passes and finalize_passes (TVM's). `relax_pipeline` dispatches by the TVM
+target's kind and appends the canonical shape-function order that keeps artifacts byte-identical.
+"""
+
+from __future__ import annotations
+
+from edgec.backends.base import CompileOptions
+from edgec.targets import Target
+
+
+def relax_pipeline(target: Target, options: CompileOptions, tuned=None):
+    """What `tvm.compile(..., relax_pipeline=...)` takes for `target`; `tuned`
+    (edgec.backends.tvm.tuning.database.apply.TunedKernels) schedules, on CPUs, the kernels a tuning
+    database has better schedules for, before the rules."""
+    import tvm
+
+    from edgec.backends.tvm.determinism import canonical_shape_funcs
+    from edgec.backends.tvm.pipelines import cpu, cuda
+
+    kind = tvm.target.Target(target.tvm).kind.name
+    if kind == "cuda":
+        stages = cuda.pipeline(target, options)
+    elif kind == "llvm":
+        stages = cpu.pipeline(tvm.target.Target(target.tvm), tuned, options.precision)
+    else:
+        raise ValueError(f"target '{target.name}': no edgec pipeline for TVM target kind '{kind}'")
+    return tvm.transform.Sequential([stages, canonical_shape_funcs()])

@@ -1,0 +1,29 @@
+"""edgec's CPU schedule rules for TVM PrimFuncs: fast code without search.
+
+Each rule is a dlight `ScheduleRule`: `apply(func, target, tunable)` returns a scheduled
+`Schedule`, or None when the function is not its pattern (or a primitive refuses it), so rules
+stack in `ApplyDefaultSchedule` and a function no rule takes keeps TVM's default lowering.
+Correctness never depends on a rule matching; every primitive used is checked by TVM.
+"""
+
+from __future__ import annotations
+
+from edgec.backends.tvm.schedules.cpu.gemm import Gemm
+from edgec.backends.tvm.schedules.cpu.injective import Injective
+from edgec.backends.tvm.schedules.cpu.int8_gemm import Int8Gemm
+
+
+def cpu_rules() -> list:
+    """The CPU rule stack, most specific first.
+
+    Int8Gemm (u8 x s8 -> int32 conv2d/matmul on x86 dot-product instructions), then Gemm (conv2d,
+    matmul/dense, pooling, spatial reductions), then TVM's own CPU Reduction rule
+    (softmax, layer norm: reductions over the innermost axis), then Injective (elementwise,
+    broadcast, transpose, pad chains).
+    """
+    from tvm.s_tir.dlight.cpu import Reduction
+
+    return [Int8Gemm(), Gemm(), Reduction(), Injective()]
+
+
+__all__ = ["Gemm", "Injective", "Int8Gemm", "cpu_rules"]

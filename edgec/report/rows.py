@@ -1,0 +1,20 @@
+"""A report row (the contract's schema) and the latency figures every row measures the same way."""
+
+from __future__ import annotations
+
+from edgec.runtime.bench import latency_stats, time_calls
+
+
+def row(backend, target, precision, status="ok", note="", **values) -> dict:
+    """One report row; every figure not given is None (not measured), never invented."""
+    result = {"backend": backend, "target": target, "precision": precision, "accuracy": None, "map_50_95": None,
+              "top1_agreement": None, "max_abs_err": None, "mean_abs_err": None, "latency_ms": None,
+              "throughput_per_s": None, "artifact_bytes": None, "compile_s": None, "status": status, "note": note}
+    result.update(values)
+    return result
+
+
+def latency(fn, warmup: int, iters: int) -> tuple[dict, float]:
+    """({p50, p90, p99} ms, calls per second) of `fn` after `warmup` untimed calls."""
+    stats = latency_stats(time_calls(fn, warmup, iters))
+    return {k: stats[k] for k in ("p50", "p90", "p99")}, 1e3 / stats["mean"]
