@@ -51,6 +51,44 @@ def _progress(enabled: bool, total: int | None, description: str):
         yield advance
 
 
+@contextmanager
+def _status(enabled: bool, message: str):
+    """A spinner with the elapsed time on a TTY (stderr) while a step runs; nothing otherwise."""
+    if not enabled or not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        bar.add_task(message, total=None)
+        yield
+
+
+def _stages(enabled: bool, title: str):
+    """A `stage(name)` callback showing a running step's name and elapsed time on a TTY (what compile reports)."""
+    if not enabled or not sys.stderr.isatty():
+        return contextmanager(lambda: (yield lambda name: None))()
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    @contextmanager
+    def shown():
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task(title, total=None)
+            yield lambda name: bar.update(task, description=f"{title}: {name}")
+
+    return shown()
+
+
+def _require_file(path: str, what: str, hint: str) -> None:
+    """Fail at once, before any heavy import, when `path` does not exist."""
+    if not Path(path).exists():
+        raise EdgecError(f"{path}: no such {what} ({hint})")
+
+
 def _split_list(value: str, option: str) -> list[str]:
     items = [v.strip() for v in value.split(",") if v.strip()]
     if not items:
@@ -60,7 +98,7 @@ def _split_list(value: str, option: str) -> list[str]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgec")
-@click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks on errors (anywhere on the command line).")
 def cli(debug: bool) -> None:
     """edgec: compile ONNX models for CPUs, CUDA GPUs and embedded boards, with measured reports."""
 
@@ -72,15 +110,20 @@ def cli(debug: bool) -> None:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx file.")
 def export(model: str, input_shape: str | None, opset: int, output: str) -> None:
     """Export a zoo network (trained) or MODULE:CALLABLE returning a torch.nn.Module to ONNX."""
-    from edgec.frontend.export import export_onnx, resolve_exportable
+    from edgec.frontend.export import check_opset, export_onnx, resolve_exportable
     from edgec.frontend.shapes import parse_dims
 
-    net, default_shape, outputs = resolve_exportable(model)
-    shape = parse_dims(input_shape) if input_shape else default_shape
-    if shape is None:
-        raise EdgecError(f"'{model}' has no default input shape; pass --input-shape, e.g. 1x3x224x224")
-    path = export_onnx(net, shape, output, opset=opset, output_names=outputs)
-    click.echo(f"wrote {path} ({model}, input {'x'.join(map(str, shape))}, opset {opset})")
+    given = parse_dims(input_shape) if input_shape else None  # argument errors before torch is imported
+    check_opset(opset)
+    with _status(True, f"export {model}"):
+        net, default_shape, outputs = resolve_exportable(model)
+        shape = given or default_shape
+        if shape is None:
+            raise EdgecError(f"'{model}' has no default input shape; pass --input-shape, e.g. 1x3x224x224")
+        path = export_onnx(net, shape, output, opset=opset, output_names=outputs)
+    traced = "x".join(map(str, shape))
+    click.echo(f"wrote {path} ({model}, input batchx{'x'.join(map(str, shape[1:]))}: batch symbolic, traced at "
+               f"{traced}; opset {opset})")
 
 
 @cli.command()
@@ -88,9 +131,15 @@ def export(model: str, input_shape: str | None, opset: int, output: str) -> None
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Optimized .onnx file.")
 @click.option("--passes", help="Comma-separated pass names (default: the standard pipeline).")
 @click.option("--no-validate", is_flag=True, help="Skip the numeric check after each pass.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]DIMS",
+              help="Fix an input's shape first, as for compile (names keep a dim symbolic: input=Nx3x224x224).")
 @click.option("--json", "as_json", is_flag=True, help="Print the per-pass report as JSON.")
-def optimize(model: str, output: str, passes: str | None, no_validate: bool, as_json: bool) -> None:
+def optimize(model: str, output: str, passes: str | None, no_validate: bool, input_shapes, as_json: bool) -> None:
     """Run graph passes over MODEL and write the optimized ONNX."""
+    from edgec.frontend.shapes import parse_input_shapes
+
+    _require_model(model)
+    shapes = parse_input_shapes(input_shapes)
     import onnx
 
     from edgec.files import write_atomic
@@ -98,7 +147,7 @@ def optimize(model: str, output: str, passes: str | None, no_validate: bool, as_
     from edgec.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
 
     names = _split_list(passes, "--passes") if passes else list(DEFAULT_PIPELINE)
-    graph = load_model(model)
+    graph = load_model(model, shapes)
     graph, records = run_pipeline(graph, names, PassContext(model_path=model, validate=not no_validate))
     write_atomic(output, lambda tmp: onnx.save_model(graph, tmp))
     if as_json:
@@ -135,7 +184,8 @@ def optimize(model: str, output: str, passes: str | None, no_validate: bool, as_
                    "target if any, 'none' for rules only; tensorrt: keeps its timing cache there).")
 @click.option("--arch", metavar="sm_XX", help="GPU architecture for --target cuda on a machine without that GPU.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]DIMS",
-              help="Fix an input's shape, e.g. input=1x1x28x28 (repeatable).")
+              help="Fix an input's shape, e.g. input=1x1x28x28 (repeatable); a name keeps a dim symbolic: "
+                   "input=Nx3x224x224.")
 @click.option("--verify-data", metavar="digits|DATA.npz",
               help="--backend auto: check candidates on this data's first 8 samples (default: the calibration data, "
                    "else digits' held-out images when the input takes them).")
@@ -146,30 +196,40 @@ def optimize(model: str, output: str, passes: str | None, no_validate: bool, as_
 def compile_cmd(model, target, backend, precision, calib, calib_method, calib_samples, max_accuracy_drop,
                 validation_data, tuning_db, arch, input_shapes, verify_data, nms, output, as_json) -> None:
     """Compile MODEL (ONNX) for TARGET into one .edgec artifact."""
-    from edgec.compiler import compile_model
     from edgec.errors import UnsupportedError
     from edgec.frontend.shapes import parse_input_shapes
-    from edgec.quantize.pipeline import Int8Options
-    from edgec.targets import cuda_target_name
+    from edgec.targets import check_target_name, cuda_target_name
 
+    _require_model(model)
+    if Path(output).suffix.lower() == ".onnx":
+        raise EdgecError(f"-o {output}: an artifact is a .edgec zip (manifest + payload), not ONNX; name it "
+                         f"{Path(output).with_suffix('.edgec')}")
     if (calib or max_accuracy_drop is not None or validation_data) and precision != "int8":
         raise EdgecError("--calib, --max-accuracy-drop and --validation-data are only used with --precision int8")
-    int8 = Int8Options(calib, calib_method, calib_samples, max_accuracy_drop, validation_data)
+    if calib_samples < 1:
+        raise EdgecError(f"--calib-samples {calib_samples}: must be >= 1")
     if tuning_db and backend == "ort":
         raise UnsupportedError("--tuning-db: backend 'ort' has no tuning database; use it with --backend tvm "
                                "(databases from `edgec tune`) or tensorrt (its timing cache)")
     target = cuda_target_name(target, arch)
+    check_target_name(target)
     shapes = parse_input_shapes(input_shapes)
     if verify_data and backend != "auto":
         raise EdgecError("--verify-data is only used with --backend auto")
-    if backend == "auto":
-        from edgec.autoselect import compile_auto
+    from edgec.quantize.pipeline import Int8Options
 
-        result = compile_auto(model, target, output, precision=precision, input_shapes=shapes, verify_data=verify_data,
-                              int8=int8, tuning_db=tuning_db, nms=nms)
-    else:
-        result = compile_model(model, target, output, backend=backend, precision=precision, input_shapes=shapes,
-                               int8=int8, tuning_db=tuning_db, nms=nms)
+    int8 = Int8Options(calib, calib_method, calib_samples, max_accuracy_drop, validation_data)
+    with _stages(not as_json, f"compile {Path(model).name} for {target}") as stage:
+        if backend == "auto":
+            from edgec.autoselect import compile_auto
+
+            result = compile_auto(model, target, output, precision=precision, input_shapes=shapes,
+                                  verify_data=verify_data, int8=int8, tuning_db=tuning_db, nms=nms, progress=stage)
+        else:
+            from edgec.compiler import compile_model
+
+            result = compile_model(model, target, output, backend=backend, precision=precision, input_shapes=shapes,
+                                   int8=int8, tuning_db=tuning_db, nms=nms, progress=stage)
     if as_json:
         _echo_json(result.manifest)
         return
@@ -178,7 +238,21 @@ def compile_cmd(model, target, backend, precision, calib, calib_method, calib_sa
         measured = f"p50 {record['p50_ms']:.3f} ms" if "p50_ms" in record else record["error"]
         click.echo(f"  {name}: {record['verdict']}, {measured}")
     click.echo(f"wrote {result.path} ({result.manifest['backend']}, target {target}, {precision}, "
-               f"{size / 1024:.1f} KiB) in {result.seconds:.1f} s")
+               f"{size / 1024:.1f} KiB) in {result.seconds:.1f} s ({_stage_summary(result)})")
+
+
+def _stage_summary(result) -> str:
+    """'load 0.1 s, passes 0.4 s, ...; +1.9 s importing the toolchain, once per process'."""
+    stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.stages.items() if seconds >= 0.05)
+    return f"{stages}; +{result.toolchain_s:.1f} s importing the toolchain, once per process"
+
+
+def _require_model(path: str) -> None:
+    """A missing model fails at once; a bare name like `lenet` gets the command that exports the zoo network."""
+    if not Path(path).exists():
+        hint = (f"; to compile a zoo network, export it first: `edgec zoo export {path} -o {path}.onnx` (`edgec zoo "
+                "list` lists them)") if not Path(path).suffix else ""
+        raise EdgecError(f"{path}: no such file{hint}")
 
 
 @cli.command()
@@ -194,16 +268,26 @@ def compile_cmd(model, target, backend, precision, calib, calib_method, calib_sa
 @click.option("--json", "as_json", is_flag=True, help="Print the tuning report as JSON.")
 def tune(model, target, trials, tuning_db, backend, input_shapes, as_json) -> None:
     """Tune MODEL's kernels for TARGET with MetaSchedule; `compile --tuning-db` then uses the winners."""
-    from edgec.backends.tvm.tuning.search.tuner import tune_model
     from edgec.frontend.shapes import parse_input_shapes
+    from edgec.targets import check_target_name
 
-    report = tune_model(model, target, trials, tuning_db, parse_input_shapes(input_shapes),
-                        log=lambda line: click.echo(line, err=True))
+    if trials < 1:
+        raise EdgecError(f"--trials {trials}: must be at least 1")
+    check_target_name(target)
+    _require_model(model)
+    shapes = parse_input_shapes(input_shapes)
+    from edgec.backends.tvm.tuning.search.tuner import tune_model
+
+    report = tune_model(model, target, trials, tuning_db, shapes, log=lambda line: click.echo(line, err=True))
     if as_json:
         _echo_json(report.to_json())
         return
     for k in report.tuned:
-        faster = k["best_ms"] is not None and k["rules_ms"] is not None and k["best_ms"] < k["rules_ms"]
+        if k["best_ms"] is None:
+            click.echo(f"  {k['task']}: rules {k['rules_ms']} ms, no candidate measured ({k['trials']} trials: raise "
+                       "--trials) -> rules")
+            continue
+        faster = k["rules_ms"] is not None and k["best_ms"] < k["rules_ms"]
         click.echo(f"  {k['task']}: rules {k['rules_ms']} ms, tuned {k['best_ms']} ms ({k['trials']} trials)"
                    + (" -> database" if faster else " -> rules"))
     click.echo(f"tuned {len(report.tuned)} of {report.kernels} kernels ({len(report.already_tuned)} already in "
@@ -216,41 +300,69 @@ def tune(model, target, trials, tuning_db, backend, input_shapes, as_json) -> No
 @click.option("--warmup", default=10, show_default=True, type=int)
 @click.option("--iters", default=100, show_default=True, type=int)
 @click.option("--batch", type=int, help="Batch size for a symbolic batch dimension (default 1).")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]DIMS",
+              help="Concrete shape for an input with symbolic dims (other symbolic dims take 1), e.g. "
+                   "input=1x3x224x224.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (no progress bar).")
 @click.option("--emulate", is_flag=True,
               help="Run an aarch64 artifact here under qemu-user (its latency is emulated, not the board's).")
 @click.option("--reference", type=click.Path(dir_okay=False),
               help="With --emulate: a host build of the same model; fail if outputs differ by more than 1e-4.")
-def bench(artifact, device, warmup, iters, batch, as_json, emulate, reference) -> None:
+def bench(artifact, device, warmup, iters, batch, input_shapes, as_json, emulate, reference) -> None:
     """Measure an artifact's latency on random inputs (p50/p90/p99, throughput, peak RSS)."""
-    import edgec.runtime as rt
-    from edgec.runtime.bench import benchmark
+    from edgec.frontend.shapes import parse_input_shapes
+    from edgec.runtime.bench import check_counts
 
     if batch is not None and batch < 1:
         raise EdgecError(f"--batch {batch}: must be >= 1")
+    check_counts(warmup, iters)
     if reference and not emulate:
         raise EdgecError("--reference is only used with --emulate")
+    _require_file(artifact, "artifact file", "create one with `edgec compile`")
+    shapes = parse_input_shapes(input_shapes, symbolic=False)
     if emulate:
         from edgec import emulate as emu
 
-        result = emu.bench(artifact, reference, warmup=warmup, iters=iters, batch=batch, device=device)
+        with _status(not as_json, f"bench {Path(artifact).name} under qemu (starting the emulated board)"):
+            result = emu.bench(artifact, reference, warmup=warmup, iters=iters, batch=batch, device=device,
+                               shapes=shapes)
         if as_json:
             _echo_json(result)
         else:
             click.echo(emu.summary(result))
         emu.check(result)  # exit 1 when the outputs differ from --reference's
         return
-    module = rt.load(artifact, device=device)
+    import edgec.runtime as rt
+    from edgec.runtime.bench import benchmark
+
+    with _status(not as_json, f"loading {Path(artifact).name}"):
+        module = rt.load(artifact, device=device)
     with _progress(not as_json, iters, f"bench {Path(artifact).name}") as advance:
-        result = benchmark(module, warmup=warmup, iters=iters, batch=batch, progress=advance)
+        result = benchmark(module, warmup=warmup, iters=iters, batch=batch, progress=advance, shapes=shapes)
     if as_json:
         _echo_json(result)
         return
     lat = result["latency_ms"]
     click.echo(f"{artifact}: {result['backend']} {result['target']} {result['precision']} on {device}, "
                f"batch {result['batch']}, {iters} iters")
+    click.echo(_fed_shapes(module.inputs, result["input_shapes"]))
     click.echo("latency ms: " + "  ".join(f"{k} {lat[k]:.3f}" for k in ("mean", "p50", "p90", "p99", "min", "max")))
     click.echo(f"throughput {result['throughput_per_s']:.1f}/s, peak RSS {result['peak_rss_mb']:.0f} MiB")
+
+
+def _fed_shapes(inputs, fed: dict) -> str:
+    """'inputs: input 4x3x1x1 (symbolic batchx3xHxW)' and how to choose other sizes."""
+    parts, symbolic = [], False
+    for name, shape, _ in inputs:
+        dims = "x".join(map(str, fed[name]))
+        spec = "x".join(map(str, shape))
+        if any(isinstance(d, str) for d in shape):
+            parts.append(f"{name} {dims} (symbolic {spec})")
+            symbolic = symbolic or any(isinstance(d, str) for d in shape[1:])
+        else:
+            parts.append(f"{name} {dims}")
+    hint = "; symbolic dims other than the batch took 1: set them with --input-shape NAME=DIMS" if symbolic else ""
+    return "inputs: " + ", ".join(parts) + hint
 
 
 @cli.command()
@@ -260,13 +372,18 @@ def bench(artifact, device, warmup, iters, batch, as_json, emulate, reference) -
 @click.option("--backends", default="tvm,ort", show_default=True, help="Comma-separated backends.")
 @click.option("--dataset", default="digits", show_default=True, help="digits, shapes or DATA.npz.")
 @click.option("--iters", default=100, show_default=True, type=int, help="Timed runs per row.")
+@click.option("--emulate/--no-emulate", default=None,
+              help="aarch64 rows: run them under qemu-user (default: when qemu-aarch64-static is installed).")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Report directory.")
-def report(model, targets, precisions, backends, dataset, iters, out_dir) -> None:
+def report(model, targets, precisions, backends, dataset, iters, emulate, out_dir) -> None:
     """Compile MODEL (zoo name or .onnx) for every target x precision x backend and measure it."""
-    from edgec.report.evaluate import evaluate
-    from edgec.report.render import markdown, write_report
+    from edgec.runtime.bench import check_counts
+    from edgec.targets import check_target_name
 
+    check_counts(10, iters)
     target_list = _split_list(targets, "--targets")
+    for t in target_list:
+        check_target_name(t)
     precision_list = _split_list(precisions, "--precisions")
     backend_list = _split_list(backends, "--backends")
     for p in precision_list:
@@ -275,10 +392,13 @@ def report(model, targets, precisions, backends, dataset, iters, out_dir) -> Non
     for b in backend_list:
         if b not in BACKENDS:
             raise EdgecError(f"--backends: unknown backend '{b}'; choose from {', '.join(BACKENDS)}")
+    from edgec.report.evaluate import evaluate
+    from edgec.report.render import markdown, write_report
+
     total = 1 + len(target_list) * len(precision_list) * len(backend_list)
     with _progress(True, total, "report") as advance:
         result = evaluate(model, target_list, precision_list, dataset, Path(out_dir), backend_list,
-                          iters=iters, progress=advance)
+                          iters=iters, progress=advance, emulate=emulate)
     files = write_report(result, Path(out_dir))
     click.echo(markdown(result))
     click.echo(f"report written to {files['md'].parent}/ (report.json, report.md, report.html, plots)")
@@ -290,12 +410,22 @@ def report(model, targets, precisions, backends, dataset, iters, out_dir) -> Non
 
 @cli.command()
 @click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]DIMS",
+              help="ONNX models: the interface with this input shape, as compile --input-shape would see it.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def inspect(path: str, as_json: bool) -> None:
+def inspect(path: str, input_shapes, as_json: bool) -> None:
     """Show an ONNX model's interface and ops, or an artifact's manifest."""
     from edgec.frontend.inspect import summarize_artifact, summarize_model
+    from edgec.frontend.shapes import parse_input_shapes
 
-    info = summarize_artifact(path) if path.endswith(".edgec") else summarize_model(path)
+    artifact = path.endswith(".edgec")
+    if artifact and input_shapes:
+        raise EdgecError("--input-shape applies to ONNX models; an artifact's shapes are fixed when it is compiled")
+    if artifact:
+        _require_file(path, "artifact file", "create one with `edgec compile`")
+    else:
+        _require_model(path)
+    info = summarize_artifact(path) if artifact else summarize_model(path, parse_input_shapes(input_shapes))
     if as_json:
         _echo_json(info)
         return
@@ -308,13 +438,13 @@ def inspect(path: str, as_json: bool) -> None:
                       f"({m['precision']}), {info['size_bytes']} bytes, edgec {m['edgec_version']}")
         if m["backend"] == "tvm":
             console.print(f"TVM target: {json.dumps(m['target'].get('tvm'))}")
+        features = m["target"].get("cpu_features") or []
+        console.print("needs CPU features: " + (", ".join(features) if features else "none beyond the architecture")
+                      + f" ({m['target'].get('arch')})")
         console.print(f"passes: {', '.join(m['passes']) or 'none'}; toolchain: "
                       + ", ".join(f"{k} {v}" for k, v in m["toolchain"].items() if v))
         if m.get("quantization"):
-            q = m["quantization"]
-            console.print(f"int8 {q['format']}: weights {q['weights']}; activations {q['activations']}; "
-                          f"calibration {q['calibration']['method']} on {q['calibration']['samples']} samples; "
-                          f"kept float: {', '.join(q['kept_float']) or 'none'}")
+            console.print(_quantization_lines(m["quantization"]))
         if m.get("backend_selection"):
             sel = m["backend_selection"]
             console.print(f"backend chosen by measurement: {sel['chosen']} ("
@@ -338,6 +468,19 @@ def inspect(path: str, as_json: bool) -> None:
         for op, count in info["ops"].items():
             ops.add_row(op, str(count))
         console.print(ops)
+
+
+def _quantization_lines(q: dict) -> str:
+    """The int8 record as `inspect` prints it: format, calibration, layers kept float, measured accuracy."""
+    line = (f"int8 {q['format']}: weights {q['weights']}; activations {q['activations']}; calibration "
+            f"{q['calibration']['method']} on {q['calibration']['samples']} samples; kept float: "
+            f"{', '.join(q['kept_float']) or 'none'}")
+    if q.get("eval_accuracy"):
+        acc, where = q["eval_accuracy"], q.get("validation", {})
+        line += (f"\naccuracy budget {q['accuracy_budget_points']:g} points: fp32 {100 * acc['fp32']:.2f}% -> int8 "
+                 f"{100 * acc['int8']:.2f}% on {where.get('samples', '?')} validation samples "
+                 f"({where.get('split', '')}; measured on {where.get('measured_on', '?')})")
+    return line
 
 
 @cli.command()
@@ -375,14 +518,27 @@ def compare(model, backends, precision, reference, dataset, samples, atol, rtol,
             raise EdgecError(f"--backends: unknown backend '{b}'; choose from {', '.join(BACKENDS)}")
     if calib and precision != "int8":
         raise EdgecError("--calib is only used with --precision int8")
+    _require_model(model)
+    if reference:
+        _require_model(reference)
     int8 = Int8Options(calib, calib_method, calib_samples)
-    result = run_compare(model, backend_list, precision, reference, dataset, samples, atol, rtol, min_cosine, int8)
+    with _status(not as_json, f"compare {Path(model).name} ({backend_list[0]} vs {backend_list[1]})"):
+        result = run_compare(model, backend_list, precision, reference, dataset, samples, atol, rtol, min_cosine,
+                             int8)
     if out_dir:
         write(result, Path(out_dir))
     if as_json:
         _echo_json(result.to_json())
     else:
         click.echo(summary(result))
+        if out_dir:
+            click.echo(f"wrote {Path(out_dir) / 'compare.json'}, compare.html and error_by_layer.png")
+    first = result.first_divergent
+    if first is not None:  # a check that failed: exit 1, after the results (as Polygraphy does)
+        from edgec.errors import CheckFailed
+
+        raise CheckFailed(f"{model}: tensor '{first.tensor}' from node '{first.node}' (op {first.op}) diverges "
+                          "beyond tolerance; see the comparison above")
 
 
 @cli.group()
@@ -393,7 +549,7 @@ def zoo() -> None:
 @zoo.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def zoo_list(as_json: bool) -> None:
-    """Every zoo network with its held-out accuracy (from the cached training run)."""
+    """Every zoo network with its held-out metric (from the committed training run)."""
     from edgec.zoo.registry import ZOO
     from edgec.zoo.train import cached_metrics
 
@@ -401,17 +557,28 @@ def zoo_list(as_json: bool) -> None:
     for name, entry in ZOO.items():
         metrics = cached_metrics(name) or {}
         rows.append({"name": name, "input_shape": list(entry.input_shape), "dataset": entry.dataset,
-                     "test_accuracy": metrics.get("test_accuracy"), "description": entry.description})
+                     "task": entry.task, "test_accuracy": metrics.get("test_accuracy"),
+                     "held_out": _held_out_metric(entry.task, metrics), "description": entry.description})
     if as_json:
         _echo_json(rows)
         return
     from rich.table import Table
 
-    table = Table("name", "input", "dataset", "held-out accuracy", "description")
+    table = Table("name", "input", "dataset", "held-out metric", "description")
     for r in rows:
-        acc = f"{100 * r['test_accuracy']:.2f}%" if r["test_accuracy"] is not None else "not trained"
-        table.add_row(r["name"], "x".join(map(str, r["input_shape"])), r["dataset"], acc, r["description"])
+        table.add_row(r["name"], "x".join(map(str, r["input_shape"])), r["dataset"], r["held_out"], r["description"])
     _console().print(table)
+
+
+def _held_out_metric(task: str, metrics: dict) -> str:
+    """'96.11% top-1', '98.76% of pixels, mIoU 0.953', 'mAP@0.5 0.8135, mAP@0.5:0.95 0.5755'."""
+    if "test_accuracy" not in metrics:
+        return "not trained"
+    if task == "detection":
+        return f"mAP@0.5 {metrics['map_50']:.4f}, mAP@0.5:0.95 {metrics['map_50_95']:.4f}"
+    if task == "segmentation":
+        return f"{100 * metrics['test_accuracy']:.2f}% of pixels, mIoU {metrics['test_miou']:.3f}"
+    return f"{100 * metrics['test_accuracy']:.2f}% top-1"
 
 
 @zoo.command(name="train")
@@ -452,7 +619,8 @@ def _report_error(message: str, code: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the CLI and turns every failure into one `edgec: error:` line."""
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
+    debug = "--debug" in args  # anywhere on the line, before or after the subcommand
+    args = [a for a in args if a != "--debug"]
     try:
         cli.main(args=args, prog_name="edgec", standalone_mode=False)
     except click.exceptions.Abort:

@@ -6,7 +6,7 @@ import hashlib
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -28,8 +28,28 @@ from edgec.targets import resolve_target
 class CompileResult:
     path: Path
     manifest: dict
-    seconds: float
+    seconds: float  # "compile s" everywhere: model load to artifact written, toolchain imports excluded
     pass_records: list
+    stages: dict = field(default_factory=dict)  # {stage: seconds}, in order
+    toolchain_s: float = 0.0  # importing TVM / ONNX Runtime / TensorRT and detecting the host: once per process
+
+
+class Stages:
+    """Wall time per compile stage; `stage(name)` starts one (ending the one before) and tells `progress`."""
+
+    def __init__(self, progress=None):
+        self.seconds: dict[str, float] = {}
+        self._progress = progress or (lambda name: None)
+        self._current: str | None = None
+        self._since = 0.0
+
+    def __call__(self, name: str | None) -> None:
+        now = time.perf_counter()
+        if self._current is not None:
+            self.seconds[self._current] = self.seconds.get(self._current, 0.0) + now - self._since
+        self._current, self._since = name, now
+        if name is not None:
+            self._progress(name)
 
 
 def toolchain_versions() -> dict[str, str | None]:
@@ -46,30 +66,39 @@ def toolchain_versions() -> dict[str, str | None]:
 def compile_model(model_path: str | os.PathLike, target: str, output: str | os.PathLike, backend: str = "tvm",
                   precision: str = "fp32", input_shapes: dict | None = None, passes=DEFAULT_PIPELINE,
                   tuning_db: str | None = None, int8: Int8Options | None = None, validate: bool = True,
-                  nms: str = "auto") -> CompileResult:
+                  nms: str = "auto", progress=None) -> CompileResult:
     """Compile an ONNX file into a `.edgec` artifact at `output` (written atomically).
 
     int8 quantizes the optimized graph to QDQ form here, before the backend, so every backend gets
     the same calibrated model; fp16 conversion is the backend's own step (each does it its way).
     nms "auto" runs NonMaxSuppression in the backend where it can, "host" always in the runtime (numpy).
-    validate checks every graph pass's outputs against the model before it with ONNX Runtime."""
-    start = time.perf_counter()
+    validate checks every graph pass's outputs against the model before it with ONNX Runtime.
+    progress(stage) is called as each stage starts (toolchain, load, passes, quantize, nms, the backend's
+    name, then its own: import, schedule, build, link for TVM; then package); their times are in the result."""
+    stage = Stages(progress)
+    stage("toolchain")
     model_path = str(model_path)
-    tgt = resolve_target(target)
     chosen = get_backend(backend)
-    options = CompileOptions(precision=precision, tuning_db=tuning_db, model_path=model_path)
+    chosen.import_toolchain()
+    tgt = resolve_target(target)
+    options = CompileOptions(precision=precision, tuning_db=tuning_db, model_path=model_path, progress=stage)
     chosen.check(tgt, options)
+    stage("load")
     source_sha = hashlib.sha256(Path(model_path).read_bytes()).hexdigest() if Path(model_path).is_file() else None
     graph = load_model(model_path, input_shapes)
+    stage("passes")
     graph, records = run_pipeline(graph, passes, PassContext(model_path=model_path, validate=validate))
     quantization = None
     if precision == "int8":
+        stage("quantize")
         scheme = scheme_for(tgt, chosen.int8_symmetric_activations)
         measure = _host_backend(chosen)  # --max-accuracy-drop measures with the backend being compiled
         graph, quantization = quantize_int8(graph, int8 or Int8Options(), scheme, host_runner(measure, model_path),
                                             f"{measure} (this host's CPU)")
     inputs, outputs = io_spec(graph)
+    stage("nms")
     graph, nms_plan = nms_placement.plan(graph, chosen, on_host=nms == "host")  # cut out for the runtime
+    stage(chosen.name)  # the backend's own stages follow, where it reports them
     payload = chosen.compile(graph, tgt, options)
     manifest = {
         "edgec_version": __version__,
@@ -87,8 +116,12 @@ def compile_model(model_path: str | os.PathLike, target: str, output: str | os.P
     if nms_plan is not None:
         manifest["nms"] = nms_plan
         manifest["passes"] += ["nms_host_split"] if nms_plan["host"] else []
+    stage("package")
     written = write_artifact(output, manifest, payload.files)  # no re-read and re-hash of the payload
-    return CompileResult(Path(output), written, time.perf_counter() - start, records)
+    stage(None)
+    times = {name: round(t, 3) for name, t in stage.seconds.items()}
+    toolchain = times.pop("toolchain", 0.0)
+    return CompileResult(Path(output), written, sum(times.values()), records, times, toolchain)
 
 
 def _host_backend(backend) -> str:

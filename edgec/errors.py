@@ -15,3 +15,10 @@ class InternalError(EdgecError):
     """A failure inside edgec or a toolchain it drives, not caused by the input."""
 
     exit_code = 1
+
+
+class CheckFailed(EdgecError):
+    """A check the user asked for ran and found a difference (`edgec compare` diverged, emulated outputs
+    differ): exit 1, as Polygraphy and test runners do, after the results are printed."""
+
+    exit_code = 1

@@ -196,17 +196,24 @@ def target_names() -> list[str]:
     return ["cpu", *_NAMED, "cuda", "cuda-sm_XX"]
 
 
+def check_target_name(name: str) -> None:
+    """Refuse an unknown target name with the list of known ones, without resolving it (no TVM import)."""
+    if name not in ("cpu", "cuda", *_NAMED) and not name.startswith("cuda-sm_"):
+        raise EdgecError(f"unknown target '{name}'; known targets: {', '.join(target_names())}")
+    if name.startswith("cuda-sm_") and name.removeprefix("cuda-") not in CUDA_ARCHS:
+        _sm_target(name)  # raises naming the architecture
+
+
 def resolve_target(name: str) -> Target:
     """Return the Target for a user-facing name; unknown names fail with the list of known ones."""
+    check_target_name(name)
     if name == "cpu":
         return _host_cpu_target()
     if name == "cuda":
         return _host_cuda_target()
     if name.startswith("cuda-sm_"):
         return _sm_target(name)
-    if name in _NAMED:
-        return _NAMED[name]()
-    raise EdgecError(f"unknown target '{name}'; known targets: {', '.join(target_names())}")
+    return _NAMED[name]()
 
 
 def missing_cpu_features(required: list[str] | tuple[str, ...]) -> list[str]:

@@ -59,7 +59,8 @@ def test_export_compile_inspect_bench(tmp_path):
     proc = run_edgec("bench", artifact, "--iters", "20", "--warmup", "2", "--json", check=True)
     result = json.loads(proc.stdout)
     assert set(result) == {"artifact", "backend", "target", "precision", "device", "batch", "iters", "latency_ms",
-                           "throughput_per_s", "peak_rss_mb"}
+                           "throughput_per_s", "peak_rss_mb", "input_shapes"}  # the contract's keys + what was fed
+    assert result["input_shapes"] == {"input": [1, 1, 28, 28]}
     assert set(result["latency_ms"]) == {"mean", "p50", "p90", "p99", "min", "max"}
     lat = result["latency_ms"]
     assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
@@ -124,7 +125,7 @@ def test_report_writes_contract_files(tmp_path):
     assert (out / "artifacts" / "lenet-tvm-cpu-fp32.edgec").exists()
 
 
-def test_report_on_onnx_file_uses_onnxruntime_reference(tmp_path, lenet_onnx):
+def test_report_on_onnx_file_uses_the_ort_reference(tmp_path, lenet_onnx):
     from edgec.zoo import data
 
     split = data.digits(28, 1)
@@ -133,8 +134,8 @@ def test_report_on_onnx_file_uses_onnxruntime_reference(tmp_path, lenet_onnx):
     proc = run_edgec("report", lenet_onnx, "--backends", "ort", "--dataset", npz, "--iters", "5", "-o",
                      tmp_path / "r", check=True)
     report = json.loads((tmp_path / "r" / "report.json").read_text())
-    assert report["reference"]["framework"] == "onnxruntime" and report["n_eval"] == 40
-    assert [r["backend"] for r in report["rows"]] == ["onnxruntime", "ort"]
+    assert report["reference"]["framework"] == "ort" and report["n_eval"] == 40
+    assert [r["backend"] for r in report["rows"]] == ["ort", "ort"] and report["rows"][0]["note"] == "reference"
     assert report["rows"][1]["max_abs_err"] < 1e-4, proc.stdout
 
 
@@ -162,8 +163,9 @@ def test_optimize_writes_model_and_records(tmp_path, lenet_onnx):
      "aarch64-cortex-a72, aarch64-cortex-a76, jetson-orin-cpu, jetson-orin, cuda, cuda-sm_XX"),
     (("compile", "LENET", "--target", "cpu", "--precision", "fp8", "-o", "x.edgec"),
      "edgec: error: Invalid value for '--precision': 'fp8' is not one of 'fp32', 'fp16', 'int8'. (see --help)"),
-    (("compile", "LENET", "--target", "cpu", "--input-shape", "input=1xAx28", "-o", "x.edgec"),
-     "edgec: error: --input-shape '1xAx28': expected positive integers joined by 'x', e.g. 1x3x224x224"),
+    (("compile", "LENET", "--target", "cpu", "--input-shape", "input=1x-3x28", "-o", "x.edgec"),
+     "edgec: error: --input-shape '1x-3x28': expected positive integers or dim names joined by 'x', e.g. "
+     "1x3x224x224 or Nx3x224x224"),
     (("compile", "LENET", "--target", "cpu", "--input-shape", "image=1x1x28x28", "-o", "x.edgec"),
      "edgec: error: LENET: --input-shape names 'image', but the model's inputs are input"),
     (("compile", "LENET", "--target", "cpu", "--precision", "int8", "-o", "x.edgec"),

@@ -97,10 +97,10 @@ def test_fp16_compiles_for_cuda(lenet_onnx, tmp_path):
 @pytest.mark.skipif(bool(gpus()), reason="this host has a GPU")
 def test_loading_without_a_gpu_fails_with_one_clear_error(cuda_artifacts):
     path = cuda_artifacts[("cuda-sm_90", "fp32")].path
-    with pytest.raises(rt.InputError, match=r"compiled for cuda \(target 'cuda-sm_90'\); load it with "
-                                                r"device='cuda' on a machine with an NVIDIA GPU"):
+    with pytest.raises(rt.ArtifactError, match=r"compiled for cuda \(target 'cuda-sm_90'\), and this host has no "
+                                               r"NVIDIA GPU; run it on a machine with one, with device='cuda'$"):
         rt.load(path)
-    with pytest.raises(rt.InputError, match=r"device 'cuda' is not available on this host \(no CUDA GPU found\)"):
+    with pytest.raises(rt.ArtifactError, match=r"device 'cuda' is not available on this host \(no CUDA GPU found\)"):
         rt.load(path, device="cuda")
 
 

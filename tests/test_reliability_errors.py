@@ -149,6 +149,7 @@ NOT_ZIP = "not an edgec artifact (not a valid zip: File is not a zip file; trunc
 AVX512_MISSING = ", ".join(f for f in ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd", "avx512_vnni")
                            if f not in host_cpu_flags())
 SHAPE = "expected positive integers joined by 'x', e.g. 1x3x224x224"
+SYMBOLIC_SHAPE = "expected positive integers or dim names joined by 'x', e.g. 1x3x224x224 or Nx3x224x224"
 COMPILE = ["compile", "model.onnx", "--target", "cpu", "--backend", "ort", "-o", "out.edgec"]
 CLI_CASES = [
     ("export", "unknown zoo name", ["export", "nomodel", "-o", "out.onnx"], 2,
@@ -236,10 +237,11 @@ CLI_CASES = [
      f"Invalid value for '--backend': 'trt' is not one of {', '.join(map(repr, (*BACKENDS, 'auto')))}. (see --help)"),
     ("compile", "--calib without int8", [*COMPILE, "--calib", "calib.npz"], 2,
      "--calib, --max-accuracy-drop and --validation-data are only used with --precision int8"),
-    ("compile", "--input-shape not dims", [*COMPILE, "--input-shape", "abc"], 2, f"--input-shape 'abc': {SHAPE}"),
+    ("compile", "--input-shape not dims", [*COMPILE, "--input-shape", "1x3-x8"], 2,
+     f"--input-shape '1x3-x8': {SYMBOLIC_SHAPE}"),
     ("compile", "--input-shape with a 0 dim", [*COMPILE, "--input-shape", "1x0x8x8"], 2,
-     f"--input-shape '1x0x8x8': {SHAPE}"),
-    ("compile", "--input-shape empty", [*COMPILE, "--input-shape", ""], 2, f"--input-shape '': {SHAPE}"),
+     f"--input-shape '1x0x8x8': {SYMBOLIC_SHAPE}"),
+    ("compile", "--input-shape empty", [*COMPILE, "--input-shape", ""], 2, f"--input-shape '': {SYMBOLIC_SHAPE}"),
     ("compile", "--input-shape empty name", [*COMPILE, "--input-shape", "=1x1x8x8"], 2,
      "--input-shape '=1x1x8x8': empty input name before '='"),
     ("compile", "--input-shape given twice", [*COMPILE, "--input-shape", "1x1x8x8", "--input-shape", "2x1x8x8"], 2,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Callable
 
 import onnx
 
@@ -19,6 +20,11 @@ class CompileOptions:
     precision: str = "fp32"
     tuning_db: str | None = None
     model_path: str = "<model>"  # for error messages
+    progress: Callable[[str], None] | None = field(default=None, compare=False)  # told each stage as it starts
+
+    def stage(self, name: str) -> None:
+        if self.progress is not None:
+            self.progress(name)
 
 
 @dataclass
@@ -51,6 +57,11 @@ class Backend(ABC):
     @abstractmethod
     def compile(self, model: onnx.ModelProto, target: Target, options: CompileOptions) -> Payload:
         """Compile the optimized model for target; never write outside a private temporary directory."""
+
+    def import_toolchain(self) -> None:
+        """Import what compiling needs (ONNX Runtime validates every pass): a one-time cost per process, which
+        `compile s` leaves out (CompileResult.toolchain_s)."""
+        import onnxruntime  # noqa: F401
 
     def required_cpu_features(self, target: Target) -> tuple[str, ...]:
         """CPU features the payload's native code needs on the executing host."""

@@ -28,6 +28,7 @@ class OrtBackend(Backend):
 
             model = to_fp16(model)
         data = model.SerializeToString(deterministic=True)
+        options.stage("session")
         try:  # build a session now, so an unsupported op fails at compile time, not on the board
             quiet = ort.SessionOptions()
             quiet.log_severity_level = 4  # fatal only: the failure below is the one message the user sees

@@ -53,8 +53,9 @@ class EmulatedRun:
 
 
 def run(artifact: str | Path, inputs: list[np.ndarray], warmup: int = 1, iters: int = 5,
-        timeout_s: float = 600) -> EmulatedRun:
-    """Run an aarch64 TVM artifact on `inputs` (manifest order) in the emulated board; raises EdgecError."""
+        timeout_s: float = 600, timed_rows: int = 0) -> EmulatedRun:
+    """Run an aarch64 TVM artifact on `inputs` (manifest order) in the emulated board; raises EdgecError.
+    The timed calls use the inputs' first `timed_rows` rows when given (all of them otherwise)."""
     manifest = read_manifest(artifact)
     board = _userland_for(artifact, manifest)
     cpu = _qemu_cpu(manifest["target"].get("tvm", {}).get("mcpu", "generic"))
@@ -62,7 +63,7 @@ def run(artifact: str | Path, inputs: list[np.ndarray], warmup: int = 1, iters: 
         app = _board_app(Path(tmp) / "app")
         np.savez(Path(tmp) / "inputs.npz", *inputs)
         argv = board.command(cpu, str(app / "board.py"), str(Path(artifact).resolve()), f"{tmp}/inputs.npz",
-                             f"{tmp}/outputs.npz", str(warmup), str(iters))
+                             f"{tmp}/outputs.npz", str(warmup), str(iters), str(timed_rows))
         start = time.perf_counter()
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, env=board.env(app), timeout=timeout_s)
@@ -82,7 +83,7 @@ def run(artifact: str | Path, inputs: list[np.ndarray], warmup: int = 1, iters: 
 
 
 def bench(artifact: str | Path, reference: str | Path | None = None, warmup: int = 1, iters: int = 10,
-          batch: int | None = None, device: str = "cpu") -> dict:
+          batch: int | None = None, device: str = "cpu", shapes: dict | None = None) -> dict:
     """`edgec bench --emulate`: the contract's bench dict (latency labelled emulated), plus the outputs'
     max abs difference from `reference`, a build of the same model for this host, when given."""
     if device != "cpu":
@@ -90,7 +91,7 @@ def bench(artifact: str | Path, reference: str | Path | None = None, warmup: int
     manifest = read_manifest(artifact)
     ref = _load_reference(reference, manifest) if reference is not None else None  # fail before emulating
     specs = [(i["name"], tuple(i["shape"]), i["dtype"]) for i in manifest["inputs"]]
-    feeds = make_inputs(specs, batch)
+    feeds = make_inputs(specs, batch, shapes=shapes)
     result = run(artifact, list(feeds.values()), warmup, iters)
     first = specs[0][1] if specs else ()
     batch_size = batch or (first[0] if first and isinstance(first[0], int) else 1)
@@ -99,6 +100,7 @@ def bench(artifact: str | Path, reference: str | Path | None = None, warmup: int
         "precision": manifest.get("precision", "fp32"), "device": "cpu", "batch": int(batch_size),
         "iters": iters, "latency_ms": result.latency_ms,
         "throughput_per_s": batch_size * 1e3 / result.latency_ms["mean"], "peak_rss_mb": result.peak_rss_mb,
+        "input_shapes": {name: list(x.shape) for name, x in feeds.items()},
         "emulated": {"emulator": f"{QEMU} -cpu {result.qemu_cpu}", "note": NOTE, "import_s": result.import_s,
                      "load_s": result.load_s, "process_s": result.process_s},
     }

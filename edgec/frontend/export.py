@@ -43,13 +43,17 @@ def resolve_exportable(spec: str) -> tuple[object, tuple[int, ...] | None, tuple
     return net.eval(), (tuple(shape) if shape else None), ("output",)
 
 
+def check_opset(opset: int) -> None:
+    if not 7 <= opset <= 23:
+        raise EdgecError(f"--opset {opset}: supported opsets are 7..23")
+
+
 def export_onnx(net, input_shape: tuple[int, ...], path: str | os.PathLike, opset: int = 17,
                 output_names: tuple[str, ...] = ("logits",), dynamic_batch: bool = True) -> Path:
     """Export `net` (eval mode) with one float input called 'input'; batch dim symbolic by default."""
+    check_opset(opset)
     import torch
 
-    if not 7 <= opset <= 23:
-        raise EdgecError(f"--opset {opset}: supported opsets are 7..23")
     example = torch.zeros(input_shape, dtype=torch.float32)
     axes = {name: {0: "batch"} for name in ("input", *output_names)} if dynamic_batch else None
     if axes is not None:  # outputs whose first axis is not the batch (e.g. NMS rows) say so on the module

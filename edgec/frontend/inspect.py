@@ -11,8 +11,9 @@ import onnx
 from edgec.frontend.loader import io_spec, load_model
 
 
-def summarize_model(path: str | os.PathLike) -> dict:
-    model = load_model(path)
+def summarize_model(path: str | os.PathLike, input_shapes: dict | None = None) -> dict:
+    """The model's interface (after `input_shapes`, as compile would see it), ops and parameters."""
+    model = load_model(path, input_shapes)
     inputs, outputs = io_spec(model)
     params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
     param_bytes = sum(onnx.numpy_helper.to_array(t).nbytes for t in model.graph.initializer)

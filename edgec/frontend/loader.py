@@ -134,7 +134,8 @@ def check_model(model: onnx.ModelProto, path: str | os.PathLike) -> None:
 
 
 def override_input_shapes(model: onnx.ModelProto, shapes: dict, path: str | os.PathLike) -> onnx.ModelProto:
-    """Set graph input dims; a None key means the model's only input. Clears stale inferred shapes."""
+    """Set graph input dims (ints, or names for dims that stay symbolic); a None key means the model's only
+    input. Clears stale inferred shapes."""
     inputs = graph_inputs(model)
     by_name = {i.name: i for i in inputs}
     model = onnx.ModelProto.FromString(model.SerializeToString())
@@ -155,7 +156,10 @@ def override_input_shapes(model: onnx.ModelProto, shapes: dict, path: str | os.P
                              f"{'x'.join(map(str, dims))} (rank {len(dims)})")
         for dim, value in zip(old, dims):
             dim.Clear()
-            dim.dim_value = value
+            if isinstance(value, str):
+                dim.dim_param = value  # a named symbolic dim stays symbolic
+            else:
+                dim.dim_value = value
     del model.graph.value_info[:]
     return model
 

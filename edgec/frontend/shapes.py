@@ -1,25 +1,40 @@
-"""Parsing of `--input-shape` values: `1x3x224x224` or `NAME=1x3x224x224`."""
+"""Parsing of `--input-shape` values: `1x3x224x224`, `NAME=1x3x224x224`, or with named symbolic dims,
+`NAME=Nx3x224x224` (the dim stays symbolic, called N: fix H and W, keep the batch dynamic)."""
 
 from __future__ import annotations
 
+import re
+
 from edgec.errors import EdgecError
 
-
-def parse_dims(text: str, option: str = "--input-shape") -> tuple[int, ...]:
-    """'1x3x224x224' -> (1, 3, 224, 224); every dim a positive integer."""
-    parts = text.strip().lower().split("x")
-    try:
-        dims = tuple(int(p) for p in parts)
-    except ValueError:
-        dims = ()
-    if not dims or any(d < 1 for d in dims):
-        raise EdgecError(f"{option} '{text}': expected positive integers joined by 'x', e.g. 1x3x224x224")
-    return dims
+_DIM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def parse_input_shapes(values: list[str] | tuple[str, ...]) -> dict[str | None, tuple[int, ...]]:
-    """['input=1x3x8x8', ...] -> {'input': (1, 3, 8, 8)}; a value without NAME= maps to key None."""
-    shapes: dict[str | None, tuple[int, ...]] = {}
+def parse_dims(text: str, option: str = "--input-shape", symbolic: bool = False) -> tuple[int | str, ...]:
+    """'1x3x224x224' -> (1, 3, 224, 224): positive integers joined by 'x'; with `symbolic`, a dim may also be a
+    name (letters, digits and _, starting with a letter, no 'x'), which stays a symbolic dim of that name."""
+    parts = text.strip().split("x")
+    dims: list[int | str] = []
+    for part in parts:
+        if part.isdigit() and int(part) >= 1:
+            dims.append(int(part))
+        elif symbolic and _DIM_NAME.match(part):
+            dims.append(part)
+        else:
+            dims = []
+            break
+    if not dims:
+        what = "positive integers or dim names" if symbolic else "positive integers"
+        example = "1x3x224x224 or Nx3x224x224" if symbolic else "1x3x224x224"
+        raise EdgecError(f"{option} '{text}': expected {what} joined by 'x', e.g. {example}")
+    return tuple(dims)
+
+
+def parse_input_shapes(values: list[str] | tuple[str, ...],
+                       symbolic: bool = True) -> dict[str | None, tuple[int | str, ...]]:
+    """['input=1x3x8x8', 'mask=Nx8'] -> {'input': (1, 3, 8, 8), 'mask': ('N', 8)}; a value without NAME= maps
+    to key None. `symbolic=False`: concrete dims only (what `bench` feeds)."""
+    shapes: dict[str | None, tuple[int | str, ...]] = {}
     for value in values:
         name, sep, dims = value.rpartition("=")
         key = name if sep else None
@@ -27,5 +42,5 @@ def parse_input_shapes(values: list[str] | tuple[str, ...]) -> dict[str | None, 
             raise EdgecError(f"--input-shape '{value}': empty input name before '='")
         if key in shapes:
             raise EdgecError(f"--input-shape given twice for {'input ' + repr(key) if key else 'the input'}")
-        shapes[key] = parse_dims(dims)
+        shapes[key] = parse_dims(dims, symbolic=symbolic)
     return shapes

@@ -74,7 +74,7 @@ def _onnx_subject(path: Path) -> Subject:
 
     name = single_input(load_model(path), str(path), "reports need").name
     session = Reference(path, optimized=True)
-    return Subject(path.stem, path, "onnxruntime", lambda x: next(iter(session.run({name: x}).values())), name,
+    return Subject(path.stem, path, "ort", lambda x: next(iter(session.run({name: x}).values())), name,
                    outputs=lambda x: list(session.run({name: x}).values()))
 
 
@@ -83,8 +83,11 @@ def _run_all(run_one, x: np.ndarray) -> np.ndarray:
 
 
 def evaluate(model: str, targets, precisions, dataset: str, out_dir: Path, backends=DEFAULT_BACKENDS,
-             warmup: int = 10, iters: int = 100, progress: Callable[[str], None] | None = None) -> dict:
-    """Build the report dict (contract schema); artifacts land in out_dir/artifacts/."""
+             warmup: int = 10, iters: int = 100, progress: Callable[[str], None] | None = None,
+             emulate: bool | None = None) -> dict:
+    """Build the report dict (contract schema); artifacts land in out_dir/artifacts/. Rows this host cannot
+    run natively: aarch64 ones under qemu-user when `emulate` (None: when qemu is installed), CUDA ones
+    "unsupported" with their compile figures."""
     say = progress or (lambda message: None)
     subject = prepare_subject(model, out_dir)
     data = load_dataset(dataset, subject.onnx_path, subject.zoo_entry)
@@ -92,6 +95,7 @@ def evaluate(model: str, targets, precisions, dataset: str, out_dir: Path, backe
         return detection.evaluate(subject, data, targets, precisions, backends, out_dir, warmup, iters, say)
     say(f"reference ({subject.framework}) on {len(data.x)} samples")
     ref = np.concatenate([subject.reference(data.x[i:i + 256]) for i in range(0, len(data.x), 256)])
+    check_classes(subject.name, ref, data)
     ref_acc = top1(ref, data.y)
     sample = data.x[:1]
     ref_latency, throughput = latency(lambda: subject.reference(sample), warmup, iters)
@@ -103,7 +107,7 @@ def evaluate(model: str, targets, precisions, dataset: str, out_dir: Path, backe
             for backend in backends:
                 say(f"{backend} {target} {precision}")
                 rows.append(_measure(subject, data, ref, backend, target, precision, out_dir, warmup, iters,
-                                     calib=dataset))
+                                     calib=dataset, emulate=emulate))
     host = host_info()
     return {
         "model": subject.name,
@@ -116,7 +120,18 @@ def evaluate(model: str, targets, precisions, dataset: str, out_dir: Path, backe
     }
 
 
-def _measure(subject, data, ref, backend, target, precision, out_dir, warmup, iters, calib: str) -> dict:
+def check_classes(name: str, scores: np.ndarray, data) -> None:
+    """A model scored on labels it cannot output (a 5-class model on the 10 digits) is an error, not a number."""
+    if data.y is None or scores.ndim < 2 or not data.y.size:
+        return
+    classes, top = scores.shape[1], int(np.max(data.y))
+    if top >= classes:
+        raise EdgecError(f"{name}: the model outputs {classes} classes, but the {data.name} labels go up to {top}: "
+                         f"its accuracy would mean nothing; pass --dataset DATA.npz with labels 0..{classes - 1}")
+
+
+def _measure(subject, data, ref, backend, target, precision, out_dir, warmup, iters, calib: str,
+             emulate: bool | None = None) -> dict:
     """One row. int8 calibrates on `calib`: digits' training split, or the given .npz itself."""
     from edgec.quantize.pipeline import Int8Options
 
@@ -129,26 +144,64 @@ def _measure(subject, data, ref, backend, target, precision, out_dir, warmup, it
     except Exception as e:  # a report records failures and goes on with the other rows
         return row(backend, target, precision, "failed", f"compile: {e}")
     size = artifact.stat().st_size
+    compiled = {"artifact_bytes": size, "compile_s": round(result.seconds, 3)}
+    where, why_not = runnable_here(result.manifest, emulate)
+    if where is None:
+        return row(backend, target, precision, "unsupported", f"compiled; not runnable here: {why_not}", **compiled)
     try:
-        module = rt.load(artifact)
-    except rt.ArtifactError as e:
-        return row(backend, target, precision, "unsupported", f"compiled, cannot run on this host: {e}",
-                   artifact_bytes=size, compile_s=result.seconds)
-    try:
-        name = subject.input_name
-        outs = _run_all(lambda xb: next(iter(module.run({name: xb}).values())), data.x)
-        sample = {name: data.x[:1]}
-        row_latency, throughput = latency(lambda: module.run(sample), warmup, iters)
-    except Exception as e:
-        return row(backend, target, precision, "failed", f"run: {e}", artifact_bytes=size,
-                   compile_s=result.seconds)
+        if where == "emulated":
+            outs, row_latency, throughput, note = _emulated(artifact, data.x, warmup, iters)
+        else:
+            module = rt.load(artifact)
+            name = subject.input_name
+            outs = _run_all(lambda xb: next(iter(module.run({name: xb}).values())), data.x)
+            sample = {name: data.x[:1]}
+            row_latency, throughput = latency(lambda: module.run(sample), warmup, iters)
+            note = ""
+    except Exception as e:  # a report records failures and goes on with the other rows
+        return row(backend, target, precision, "failed", f"run: {e}", **compiled)
     err = errors(outs, ref)
     quant = result.manifest.get("quantization")
-    note = "" if not quant else (f"int8 QDQ ({quant['activations']} activations; {quant['weights']} weights), "
-                                 f"{quant['calibration']['method']} calibration on "
-                                 f"{quant['calibration']['samples']} samples; layers kept float: "
-                                 f"{', '.join(quant['kept_float']) or 'none'}")
+    if quant:
+        note = "; ".join(filter(None, [note, f"int8 QDQ ({quant['activations']} activations; {quant['weights']} "
+                                             f"weights), {quant['calibration']['method']} calibration on "
+                                             f"{quant['calibration']['samples']} samples; layers kept float: "
+                                             f"{', '.join(quant['kept_float']) or 'none'}"]))
     return row(backend, target, precision, note=note, accuracy=top1(outs, data.y),
                top1_agreement=top1_agreement(outs, ref), max_abs_err=err.max_abs_err, mean_abs_err=err.mean_abs_err,
-               latency_ms=row_latency, throughput_per_s=throughput, artifact_bytes=size,
-               compile_s=round(result.seconds, 3))
+               latency_ms=row_latency, throughput_per_s=throughput, **compiled)
+
+
+def runnable_here(manifest: dict, emulate: bool | None) -> tuple[str | None, str]:
+    """("native" | "emulated" (aarch64 under qemu-user), "") or (None, why this host cannot run it)."""
+    from edgec.emulate import EmulationUnavailable
+    from edgec.emulate.userland import QEMU, require_tools
+    from edgec.runtime.cuda import has_gpu
+    from edgec.targets import host_arch, missing_cpu_features
+
+    target = manifest["target"]
+    if target.get("device") == "cuda":
+        return ("native", "") if has_gpu() else (None, "this host has no NVIDIA GPU")
+    if target.get("arch") != host_arch():
+        if target.get("arch") == "aarch64" and host_arch() == "x86_64" and emulate is not False:
+            try:
+                require_tools(QEMU)
+                return "emulated", ""
+            except EmulationUnavailable as e:
+                if emulate:
+                    raise
+                return None, f"{target['arch']} code on an {host_arch()} host ({e})"
+        return None, f"{target['arch']} code on an {host_arch()} host"
+    missing = missing_cpu_features(target.get("cpu_features", []))
+    return (None, f"this CPU lacks {', '.join(missing)}") if missing else ("native", "")
+
+
+def _emulated(artifact: Path, x: np.ndarray, warmup: int, iters: int):
+    """(outputs on all of x, latency of one sample, calls/s, note) from one run under qemu-user."""
+    from edgec import emulate
+
+    run = emulate.run(artifact, [x], warmup=min(warmup, 2), iters=min(iters, 20), timed_rows=1)
+    stats = run.latency_ms
+    return (run.outputs[0], {k: stats[k] for k in ("p50", "p90", "p99")}, 1e3 / stats["mean"],
+            f"run under qemu-user -cpu {run.qemu_cpu} on this x86-64 host: the accuracy is the aarch64 code's, "
+            "the latency is emulated, not a board's")

@@ -16,6 +16,7 @@ import threading
 import numpy as np
 
 from edgec.errors import EdgecError, InternalError
+from edgec.runtime import cuda
 from edgec.runtime.artifact import ArtifactError, read_artifact
 from edgec.runtime.executors import open_executor
 from edgec.targets import host_arch, missing_cpu_features
@@ -147,13 +148,17 @@ def load(path: str | os.PathLike, device: str = "cpu") -> Module:
     target = manifest["target"]
     arch = host_arch()
     if target.get("arch") not in (None, arch):
+        emulate = (f"; run it here under emulation with `edgec bench {path} --emulate`, or"
+                   if target["arch"] == "aarch64" and arch == "x86_64" and target.get("device") == "cpu" else "; ")
         raise ArtifactError(f"{path}: compiled for {target['arch']} (target '{target['name']}') but this host is "
-                            f"{arch}; compile for this host with `edgec compile ... --target cpu`")
+                            f"{arch}{emulate} compile for this host with `edgec compile ... --target cpu`")
     kind = device.partition(":")[0]
     if target.get("device") != kind:
+        if target.get("device") == "cuda" and not cuda.has_gpu():  # not the argument: this host cannot run it
+            raise ArtifactError(f"{path}: compiled for cuda (target '{target['name']}'), and this host has no "
+                                "NVIDIA GPU; run it on a machine with one, with device='cuda'")
         raise InputError(f"{path}: compiled for {target.get('device')} (target '{target['name']}'); load it with "
-                            f"device='{target.get('device')}'" + (" on a machine with an NVIDIA GPU"
-                                                                 if target.get("device") == "cuda" else ""))
+                         f"device='{target.get('device')}'")
     if target.get("device") == "cpu":
         missing = missing_cpu_features(target.get("cpu_features", []))
         if missing:

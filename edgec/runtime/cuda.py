@@ -67,6 +67,16 @@ def device_count() -> int:
     return count.value
 
 
+def has_gpu() -> bool:
+    """Whether this host has a usable NVIDIA GPU: the CUDA runtime says so, or, without libcudart, nvidia-smi."""
+    try:
+        return device_count() > 0
+    except EdgecError:
+        from edgec.targets import local_cuda_archs
+
+        return bool(local_cuda_archs())
+
+
 def compute_capability(index: int) -> str:
     """'9.0' for an H100: what TensorRT and nvidia-smi report."""
     major, minor = ctypes.c_int(), ctypes.c_int()

@@ -43,6 +43,11 @@ class TvmBackend(Backend):
                                        f"and '{target.name}' is a CUDA target; compile without --tuning-db")
             cubin.nvcc_version(target)  # raises naming nvcc when it is missing
 
+    def import_toolchain(self) -> None:
+        super().import_toolchain()
+        prepare_tvm()
+        import tvm.relax.frontend.onnx  # noqa: F401  (TVM and its ONNX importer: the slow part)
+
     def compile(self, model: onnx.ModelProto, target: Target, options: CompileOptions) -> Payload:
         prepare_tvm()
         import tvm  # noqa: E402 - after prepare_tvm
@@ -53,11 +58,14 @@ class TvmBackend(Backend):
             config["cuda"] = {"arch": cuda_arch(target), "kernels": "cubin", "nvcc": cubin.nvcc_version(target)}
             link_options["fpack_imports"] = cubin.fpack_imports(target)
         tuned = tuned_kernels(options.tuning_db, target)
+        options.stage("import")
         mod, lowered = import_relax(model, options.model_path)
+        options.stage("schedule")
         try:
             with cubin.nvcc_hook(target) if target.device == "cuda" else contextlib.nullcontext():
                 executable = tvm.compile(mod, target=tvm.target.Target(target.tvm),
                                          relax_pipeline=pipelines.relax_pipeline(target, options, tuned))
+            options.stage("link")
             with tempfile.TemporaryDirectory(prefix="edgec-tvm-") as tmp:
                 lib_path = os.path.join(tmp, "model.so")
                 executable.export_library(lib_path, **link_options)

@@ -8,7 +8,6 @@ import tempfile
 import numpy as np
 
 from edgec.errors import EdgecError
-from edgec.runtime import InputError
 from edgec.runtime.artifact import ArtifactError
 from edgec.runtime.executors import payload
 from edgec.tvm_process import prepare_tvm
@@ -30,7 +29,7 @@ def _device(tvm, device: str):
     if kind == "cuda":
         dev = tvm.cuda(int(index or 0))
         if not dev.exist:
-            raise InputError(f"device '{device}' is not available on this host (no CUDA GPU found)")
+            raise ArtifactError(f"device '{device}' is not available on this host (no CUDA GPU found)")
         return dev
     return tvm.cpu(int(index or 0))  # edgec.runtime.load has checked the device name
 

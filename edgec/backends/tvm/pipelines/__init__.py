@@ -28,4 +28,16 @@ def relax_pipeline(target: Target, options: CompileOptions, tuned=None):
         stages = cpu.pipeline(tvm.target.Target(target.tvm), tuned, options.precision)
     else:
         raise ValueError(f"target '{target.name}': no edgec pipeline for TVM target kind '{kind}'")
-    return tvm.transform.Sequential([stages, canonical_shape_funcs()])
+    return tvm.transform.Sequential([stages, canonical_shape_funcs(), _notify(options, "build")])
+
+
+def _notify(options: CompileOptions, stage: str):
+    """A pass that changes nothing and tells `options.progress` that `stage` starts (here: code generation)."""
+    import tvm
+
+    @tvm.transform.module_pass(opt_level=0, name=f"edgec.Stage.{stage}")
+    def _pass(mod, _ctx):
+        options.stage(stage)
+        return mod
+
+    return _pass

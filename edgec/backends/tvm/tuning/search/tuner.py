@@ -58,16 +58,22 @@ def check_tunable(target: Target) -> None:
 
 def tune_model(model_path: str, target_name: str, trials: int, db_dir: str, input_shapes: dict | None = None,
                log=lambda line: None, seed: int = 0) -> TuneReport:
-    """Tune the model's kernels not yet in db_dir for the target with `trials` measured candidates in all."""
-    import tvm
-
+    """Tune the model's kernels not yet in db_dir for the target with `trials` measured candidates in all.
+    A model whose kernels all have symbolic shapes (an exported zoo model's batch) cannot be tuned: that is an
+    error naming the --input-shape to add."""
     start = time.perf_counter()
     if trials < 1:
         raise UnsupportedError(f"--trials {trials}: must be at least 1")
-    target = resolve_target(target_name)
+    target = resolve_target(target_name)  # prepares and imports TVM
+    import tvm
+
     check_tunable(target)
     tvm_target = tvm.target.Target(target.tvm)
     found, symbolic = tasks_mod.extract(tasks_mod.fused_module(model_path, target, input_shapes), target)
+    if not found and symbolic:
+        raise UnsupportedError(f"{model_path}: all {len(symbolic)} kernels have symbolic shapes, and tuning measures "
+                               f"fixed ones: add {_fixed_shapes(model_path, input_shapes)} to `edgec tune`, and the "
+                               "same to `edgec compile` so it finds the tuned kernels")
     unique = {}
     for task in found:  # one workload twice in a model is one task, weighted by both calls
         if task.key in unique:
@@ -126,3 +132,13 @@ def _count(database, mod) -> int:
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1e3, 4)
+
+
+def _fixed_shapes(model_path: str, input_shapes: dict | None) -> str:
+    """`--input-shape input=1x1x28x28` for each input with symbolic dims, taking 1 for them."""
+    from edgec.frontend.loader import dims_of, graph_inputs, load_model
+
+    model = load_model(model_path, input_shapes)
+    fixed = [f"--input-shape {v.name}={'x'.join(str(d) if isinstance(d, int) else '1' for d in dims_of(v))}"
+             for v in graph_inputs(model) if any(not isinstance(d, int) for d in dims_of(v))]
+    return " ".join(fixed) or "--input-shape NAME=DIMS"
