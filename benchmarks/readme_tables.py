@@ -39,8 +39,11 @@ def demo_section() -> str:
                        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
         report = json.loads(Path(tmp, "report.json").read_text())
     host = report["host"]
+    features = set(host["cpu_features"])
+    isa = "AVX-512" + (" + VNNI" if "avx512_vnni" in features else "") if "avx512f" in features else \
+        "AVX2, no AVX-512" if "avx2" in features else "no AVX2"
     lines = [f"Command: `edgec {' '.join(DEMO_COMMAND)} -o DIR` (`make demo` runs the fp32 rows); "
-             f"{host['cpu']}, {host['cores']} cores, GPUs: {', '.join(host['gpus']) or 'none'}; "
+             f"{host['cpu']} ({isa}), {host['cores']} cores, GPUs: {', '.join(host['gpus']) or 'none'}; "
              f"{datetime.date.today().isoformat()}. Latency: batch 1, p50/p90/p99 of 100 runs after 10 warm-up "
              "runs; compile s: model load to artifact written, toolchain imports excluded.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
