@@ -30,6 +30,7 @@ class CompileResult:
     manifest: dict
     seconds: float
     pass_records: list
+    stats: dict  # the backend's measurements (e.g. TensorRT's build_s), kept out of the artifact
 
 
 def toolchain_versions() -> dict[str, str | None]:
@@ -40,24 +41,26 @@ def toolchain_versions() -> dict[str, str | None]:
             return None
 
     return {"tvm": version("apache-tvm"), "tvm_ffi": version("apache-tvm-ffi"), "onnx": version("onnx"),
-            "onnxruntime": version("onnxruntime"), "tensorrt": version("tensorrt")}
+            "onnxruntime": version("onnxruntime"), "tensorrt": version("tensorrt"),
+            "tensorrt_rtx": version("tensorrt-rtx-cu13-bindings")}
 
 
 def compile_model(model_path: str | os.PathLike, target: str, output: str | os.PathLike, backend: str = "tvm",
                   precision: str = "fp32", input_shapes: dict | None = None, passes=DEFAULT_PIPELINE,
                   tuning_db: str | None = None, int8: Int8Options | None = None, validate: bool = True,
-                  nms: str = "auto") -> CompileResult:
+                  nms: str = "auto", weightless: bool = False) -> CompileResult:
     """Compile an ONNX file into a `.edgec` artifact at `output` (written atomically).
 
     int8 quantizes the optimized graph to QDQ form here, before the backend, so every backend gets
     the same calibrated model; fp16 conversion is the backend's own step (each does it its way).
     nms "auto" runs NonMaxSuppression in the backend where it can, "host" always in the runtime (numpy).
+    weightless builds a weight-stripped engine (tensorrt), refitted from the artifact's ONNX weights at load.
     validate checks every graph pass's outputs against the model before it with ONNX Runtime."""
     start = time.perf_counter()
     model_path = str(model_path)
     tgt = resolve_target(target)
     chosen = get_backend(backend)
-    options = CompileOptions(precision=precision, tuning_db=tuning_db, model_path=model_path)
+    options = CompileOptions(precision=precision, tuning_db=tuning_db, model_path=model_path, weightless=weightless)
     chosen.check(tgt, options)
     source_sha = hashlib.sha256(Path(model_path).read_bytes()).hexdigest() if Path(model_path).is_file() else None
     graph = load_model(model_path, input_shapes)
@@ -69,7 +72,7 @@ def compile_model(model_path: str | os.PathLike, target: str, output: str | os.P
         graph, quantization = quantize_int8(graph, int8 or Int8Options(), scheme, host_runner(measure, model_path),
                                             f"{measure} (this host's CPU)")
     inputs, outputs = io_spec(graph)
-    graph, nms_plan = nms_placement.plan(graph, chosen, on_host=nms == "host")  # cut out for the runtime
+    graph, nms_plan = nms_placement.plan(graph, chosen, tgt, on_host=nms == "host")  # cut out for the runtime
     payload = chosen.compile(graph, tgt, options)
     manifest = {
         "edgec_version": __version__,
@@ -88,7 +91,7 @@ def compile_model(model_path: str | os.PathLike, target: str, output: str | os.P
         manifest["nms"] = nms_plan
         manifest["passes"] += ["nms_host_split"] if nms_plan["host"] else []
     written = write_artifact(output, manifest, payload.files)  # no re-read and re-hash of the payload
-    return CompileResult(Path(output), written, time.perf_counter() - start, records)
+    return CompileResult(Path(output), written, time.perf_counter() - start, records, payload.stats)
 
 
 def _host_backend(backend) -> str:
