@@ -116,7 +116,8 @@ def optimize(model: str, output: str, passes: str | None, no_validate: bool, as_
 
 @cli.command(name="compile")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--target", required=True, help="cpu, x86-64-avx2, x86-64-avx512 (see README's targets table).")
+@click.option("--target", required=True, help="cpu, x86-64-avx2, aarch64, cuda-sm_XX, rtx, ... (see README's "
+                                              "targets table).")
 @click.option("--backend", default="tvm", show_default=True, type=click.Choice((*BACKENDS, "auto")),
               help="auto: compile every backend that can, verify and time each here, keep the fastest.")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS))
@@ -141,10 +142,13 @@ def optimize(model: str, output: str, passes: str | None, no_validate: bool, as_
                    "else digits' held-out images when the input takes them).")
 @click.option("--nms", default="auto", show_default=True, type=click.Choice(("auto", "host")),
               help="NonMaxSuppression: in the backend where it can (auto) or always in the runtime (host).")
+@click.option("--weightless", is_flag=True,
+              help="tensorrt: a weight-stripped plan, refitted at load from the ONNX weights the artifact carries "
+                   "(TensorRT-RTX: needs a GPU at build time).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .edgec artifact.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def compile_cmd(model, target, backend, precision, calib, calib_method, calib_samples, max_accuracy_drop,
-                validation_data, tuning_db, arch, input_shapes, verify_data, nms, output, as_json) -> None:
+                validation_data, tuning_db, arch, input_shapes, verify_data, nms, weightless, output, as_json) -> None:
     """Compile MODEL (ONNX) for TARGET into one .edgec artifact."""
     from edgec.compiler import compile_model
     from edgec.errors import UnsupportedError
@@ -165,11 +169,14 @@ def compile_cmd(model, target, backend, precision, calib, calib_method, calib_sa
     if backend == "auto":
         from edgec.autoselect import compile_auto
 
+        if weightless:
+            raise EdgecError("--weightless is only used with --backend tensorrt")
+
         result = compile_auto(model, target, output, precision=precision, input_shapes=shapes, verify_data=verify_data,
                               int8=int8, tuning_db=tuning_db, nms=nms)
     else:
         result = compile_model(model, target, output, backend=backend, precision=precision, input_shapes=shapes,
-                               int8=int8, tuning_db=tuning_db, nms=nms)
+                               int8=int8, tuning_db=tuning_db, nms=nms, weightless=weightless)
     if as_json:
         _echo_json(result.manifest)
         return
@@ -177,8 +184,9 @@ def compile_cmd(model, target, backend, precision, calib, calib_method, calib_sa
     for name, record in result.manifest.get("backend_selection", {}).get("candidates", {}).items():
         measured = f"p50 {record['p50_ms']:.3f} ms" if "p50_ms" in record else record["error"]
         click.echo(f"  {name}: {record['verdict']}, {measured}")
+    built = f", engine built in {result.stats['build_s']:.2f} s" if "build_s" in result.stats else ""
     click.echo(f"wrote {result.path} ({result.manifest['backend']}, target {target}, {precision}, "
-               f"{size / 1024:.1f} KiB) in {result.seconds:.1f} s")
+               f"{size / 1024:.1f} KiB) in {result.seconds:.1f} s{built}")
 
 
 @cli.command()
@@ -293,7 +301,7 @@ def report(model, targets, precisions, backends, dataset, iters, out_dir) -> Non
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def inspect(path: str, as_json: bool) -> None:
     """Show an ONNX model's interface and ops, or an artifact's manifest."""
-    from edgec.frontend.inspect import summarize_artifact, summarize_model
+    from edgec.frontend.inspect import summarize_artifact, summarize_model, tensorrt_summary
 
     info = summarize_artifact(path) if path.endswith(".edgec") else summarize_model(path)
     if as_json:
@@ -308,6 +316,9 @@ def inspect(path: str, as_json: bool) -> None:
                       f"({m['precision']}), {info['size_bytes']} bytes, edgec {m['edgec_version']}")
         if m["backend"] == "tvm":
             console.print(f"TVM target: {json.dumps(m['target'].get('tvm'))}")
+        if m["backend"] == "tensorrt":
+            for line in tensorrt_summary(m):
+                console.print(line, markup=False)
         console.print(f"passes: {', '.join(m['passes']) or 'none'}; toolchain: "
                       + ", ".join(f"{k} {v}" for k, v in m["toolchain"].items() if v))
         if m.get("quantization"):

@@ -20,7 +20,7 @@ from edgec.metrics.accuracy import top1, top1_agreement
 from edgec.metrics.compare import errors
 from edgec.report import detection
 from edgec.report.host import host_info
-from edgec.report.rows import latency, row
+from edgec.report.rows import cannot_run, engine_note, latency, row
 
 DEFAULT_BACKENDS = ("tvm", "ort")
 
@@ -130,10 +130,9 @@ def _measure(subject, data, ref, backend, target, precision, out_dir, warmup, it
         return row(backend, target, precision, "failed", f"compile: {e}")
     size = artifact.stat().st_size
     try:
-        module = rt.load(artifact)
+        module = rt.load(artifact, device=result.manifest["target"]["device"])
     except rt.ArtifactError as e:
-        return row(backend, target, precision, "unsupported", f"compiled, cannot run on this host: {e}",
-                   artifact_bytes=size, compile_s=result.seconds)
+        return cannot_run(result, e, size)
     try:
         name = subject.input_name
         outs = _run_all(lambda xb: next(iter(module.run({name: xb}).values())), data.x)
@@ -144,10 +143,10 @@ def _measure(subject, data, ref, backend, target, precision, out_dir, warmup, it
                    compile_s=result.seconds)
     err = errors(outs, ref)
     quant = result.manifest.get("quantization")
-    note = "" if not quant else (f"int8 QDQ ({quant['activations']} activations; {quant['weights']} weights), "
-                                 f"{quant['calibration']['method']} calibration on "
-                                 f"{quant['calibration']['samples']} samples; layers kept float: "
-                                 f"{', '.join(quant['kept_float']) or 'none'}")
+    note = engine_note(result) if not quant else (
+        f"int8 QDQ ({quant['activations']} activations; {quant['weights']} weights), "
+        f"{quant['calibration']['method']} calibration on {quant['calibration']['samples']} samples; "
+        f"layers kept float: {', '.join(quant['kept_float']) or 'none'}")
     return row(backend, target, precision, note=note, accuracy=top1(outs, data.y),
                top1_agreement=top1_agreement(outs, ref), max_abs_err=err.max_abs_err, mean_abs_err=err.mean_abs_err,
                latency_ms=row_latency, throughput_per_s=throughput, artifact_bytes=size,
