@@ -25,9 +25,16 @@ toolchain-aarch64:
 	  fi; \
 	fi
 
+# requirements.lock's TensorRT-RTX pins (tensorrt-rtx-*) are optional: installed after the rest, and where their
+# wheels cannot install, a message and the TensorRT-RTX tests skip with the reason.
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	grep -v '^tensorrt-rtx-' requirements.lock > $(VENV)/requirements-core.txt
+	grep '^tensorrt-rtx-' requirements.lock > $(VENV)/requirements-tensorrt-rtx.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r $(VENV)/requirements-core.txt
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -r $(VENV)/requirements-tensorrt-rtx.txt || \
+	  echo "make: TensorRT-RTX (requirements.lock's tensorrt-rtx-* pins) did not install here; --backend tensorrt" \
+	       "--target rtx and its tests will skip" >&2
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 

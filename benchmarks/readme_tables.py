@@ -69,7 +69,8 @@ SECTIONS = {"demo": demo_section, "zoo": zoo_section}
 
 
 def replace(text: str, name: str, body: str) -> str:
-    pattern = re.compile(rf"(<!-- readme_tables: {name} -->\n)(?:.*?\n)?(<!-- /readme_tables -->)", re.S)
+    pattern = re.compile(rf"(<!-- readme_tables: {name} -->\n)(?:(?!<!-- /readme_tables -->).*\n)*"
+                         rf"(<!-- /readme_tables -->)")  # the body: whole lines, up to its own closing marker
     if not pattern.search(text):
         raise SystemExit(f"README.md has no <!-- readme_tables: {name} --> section")
     return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text, count=1)

@@ -21,7 +21,7 @@ import numpy as np
 from edgec.backends import CompileOptions, backend_names, get_backend
 from edgec.errors import EdgecError, UnsupportedError
 from edgec.metrics.compare import Cosine, Elementwise, Exact
-from edgec.targets import Target, cuda_arch, host_arch, local_cuda_archs, missing_cpu_features, resolve_target
+from edgec.targets import Target, host_arch, local_cuda_archs, missing_cpu_features, resolve_target
 
 ROUNDS = 5
 CALLS_PER_ROUND = 20
@@ -34,7 +34,7 @@ def check_host_target(target: Target) -> None:
     """Refuse targets this machine cannot run: auto picks by measuring here."""
     here = target.arch == host_arch() and not missing_cpu_features(target.cpu_features)
     if target.device == "cuda":
-        here = here and cuda_arch(target) in local_cuda_archs()
+        here = here and bool(set(target.gpu_archs) & set(local_cuda_archs()))
     if not here:
         raise UnsupportedError(f"--backend auto measures the candidates on this machine, and target "
                                f"'{target.name}' is not this machine; choose --backend {'|'.join(backend_names())}")

@@ -165,7 +165,8 @@ def optimize(model: str, output: str, passes: str | None, no_validate: bool, inp
 
 @cli.command(name="compile")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--target", required=True, help="cpu, x86-64-avx2, x86-64-avx512 (see README's targets table).")
+@click.option("--target", required=True, help="cpu, x86-64-avx2, aarch64, cuda-sm_XX, rtx, ... (see README's "
+                                              "targets table).")
 @click.option("--backend", default="tvm", show_default=True, type=click.Choice((*BACKENDS, "auto")),
               help="auto: compile every backend that can, verify and time each here, keep the fastest.")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS))
@@ -191,10 +192,13 @@ def optimize(model: str, output: str, passes: str | None, no_validate: bool, inp
                    "else digits' held-out images when the input takes them).")
 @click.option("--nms", default="auto", show_default=True, type=click.Choice(("auto", "host")),
               help="NonMaxSuppression: in the backend where it can (auto) or always in the runtime (host).")
+@click.option("--weightless", is_flag=True,
+              help="tensorrt: a weight-stripped plan, refitted at load from the ONNX weights the artifact carries "
+                   "(TensorRT-RTX: needs a GPU at build time).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .edgec artifact.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def compile_cmd(model, target, backend, precision, calib, calib_method, calib_samples, max_accuracy_drop,
-                validation_data, tuning_db, arch, input_shapes, verify_data, nms, output, as_json) -> None:
+                validation_data, tuning_db, arch, input_shapes, verify_data, nms, weightless, output, as_json) -> None:
     """Compile MODEL (ONNX) for TARGET into one .edgec artifact."""
     from edgec.errors import UnsupportedError
     from edgec.frontend.shapes import parse_input_shapes
@@ -219,6 +223,8 @@ def compile_cmd(model, target, backend, precision, calib, calib_method, calib_sa
     from edgec.quantize.pipeline import Int8Options
 
     int8 = Int8Options(calib, calib_method, calib_samples, max_accuracy_drop, validation_data)
+    if weightless and backend == "auto":
+        raise EdgecError("--weightless is only used with --backend tensorrt")
     with _stages(not as_json, f"compile {Path(model).name} for {target}") as stage:
         if backend == "auto":
             from edgec.autoselect import compile_auto
@@ -229,7 +235,7 @@ def compile_cmd(model, target, backend, precision, calib, calib_method, calib_sa
             from edgec.compiler import compile_model
 
             result = compile_model(model, target, output, backend=backend, precision=precision, input_shapes=shapes,
-                                   int8=int8, tuning_db=tuning_db, nms=nms, progress=stage)
+                                   int8=int8, tuning_db=tuning_db, nms=nms, weightless=weightless, progress=stage)
     if as_json:
         _echo_json(result.manifest)
         return
@@ -237,8 +243,9 @@ def compile_cmd(model, target, backend, precision, calib, calib_method, calib_sa
     for name, record in result.manifest.get("backend_selection", {}).get("candidates", {}).items():
         measured = f"p50 {record['p50_ms']:.3f} ms" if "p50_ms" in record else record["error"]
         click.echo(f"  {name}: {record['verdict']}, {measured}")
+    built = f", engine built in {result.stats['build_s']:.2f} s" if "build_s" in result.stats else ""
     click.echo(f"wrote {result.path} ({result.manifest['backend']}, target {target}, {precision}, "
-               f"{size / 1024:.1f} KiB) in {result.seconds:.1f} s ({_stage_summary(result)})")
+               f"{size / 1024:.1f} KiB) in {result.seconds:.1f} s{built} ({_stage_summary(result)})")
 
 
 def _stage_summary(result) -> str:
@@ -415,7 +422,7 @@ def report(model, targets, precisions, backends, dataset, iters, emulate, out_di
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def inspect(path: str, input_shapes, as_json: bool) -> None:
     """Show an ONNX model's interface and ops, or an artifact's manifest."""
-    from edgec.frontend.inspect import summarize_artifact, summarize_model
+    from edgec.frontend.inspect import summarize_artifact, summarize_model, tensorrt_summary
     from edgec.frontend.shapes import parse_input_shapes
 
     artifact = path.endswith(".edgec")
@@ -441,6 +448,9 @@ def inspect(path: str, input_shapes, as_json: bool) -> None:
         features = m["target"].get("cpu_features") or []
         console.print("needs CPU features: " + (", ".join(features) if features else "none beyond the architecture")
                       + f" ({m['target'].get('arch')})")
+        if m["backend"] == "tensorrt":
+            for line in tensorrt_summary(m):
+                console.print(line, markup=False)
         console.print(f"passes: {', '.join(m['passes']) or 'none'}; toolchain: "
                       + ", ".join(f"{k} {v}" for k, v in m["toolchain"].items() if v))
         if m.get("quantization"):

@@ -32,6 +32,7 @@ class CompileResult:
     pass_records: list
     stages: dict = field(default_factory=dict)  # {stage: seconds}, in order
     toolchain_s: float = 0.0  # importing TVM / ONNX Runtime / TensorRT and detecting the host: once per process
+    stats: dict = field(default_factory=dict)  # the backend's measurements (TensorRT's build_s), not in the artifact
 
 
 class Stages:
@@ -60,18 +61,20 @@ def toolchain_versions() -> dict[str, str | None]:
             return None
 
     return {"tvm": version("apache-tvm"), "tvm_ffi": version("apache-tvm-ffi"), "onnx": version("onnx"),
-            "onnxruntime": version("onnxruntime"), "tensorrt": version("tensorrt")}
+            "onnxruntime": version("onnxruntime"), "tensorrt": version("tensorrt"),
+            "tensorrt_rtx": version("tensorrt-rtx-cu13-bindings")}
 
 
 def compile_model(model_path: str | os.PathLike, target: str, output: str | os.PathLike, backend: str = "tvm",
                   precision: str = "fp32", input_shapes: dict | None = None, passes=DEFAULT_PIPELINE,
                   tuning_db: str | None = None, int8: Int8Options | None = None, validate: bool = True,
-                  nms: str = "auto", progress=None) -> CompileResult:
+                  nms: str = "auto", weightless: bool = False, progress=None) -> CompileResult:
     """Compile an ONNX file into a `.edgec` artifact at `output` (written atomically).
 
     int8 quantizes the optimized graph to QDQ form here, before the backend, so every backend gets
     the same calibrated model; fp16 conversion is the backend's own step (each does it its way).
     nms "auto" runs NonMaxSuppression in the backend where it can, "host" always in the runtime (numpy).
+    weightless builds a weight-stripped engine (tensorrt), refitted from the artifact's ONNX weights at load.
     validate checks every graph pass's outputs against the model before it with ONNX Runtime.
     progress(stage) is called as each stage starts (toolchain, load, passes, quantize, nms, the backend's
     name, then its own: import, schedule, build, link for TVM; then package); their times are in the result."""
@@ -81,7 +84,8 @@ def compile_model(model_path: str | os.PathLike, target: str, output: str | os.P
     chosen = get_backend(backend)
     chosen.import_toolchain()
     tgt = resolve_target(target)
-    options = CompileOptions(precision=precision, tuning_db=tuning_db, model_path=model_path, progress=stage)
+    options = CompileOptions(precision=precision, tuning_db=tuning_db, model_path=model_path, weightless=weightless,
+                             progress=stage)
     chosen.check(tgt, options)
     stage("load")
     source_sha = hashlib.sha256(Path(model_path).read_bytes()).hexdigest() if Path(model_path).is_file() else None
@@ -97,7 +101,7 @@ def compile_model(model_path: str | os.PathLike, target: str, output: str | os.P
                                             f"{measure} (this host's CPU)")
     inputs, outputs = io_spec(graph)
     stage("nms")
-    graph, nms_plan = nms_placement.plan(graph, chosen, on_host=nms == "host")  # cut out for the runtime
+    graph, nms_plan = nms_placement.plan(graph, chosen, tgt, on_host=nms == "host")  # cut out for the runtime
     stage(chosen.name)  # the backend's own stages follow, where it reports them
     payload = chosen.compile(graph, tgt, options)
     manifest = {
@@ -121,7 +125,7 @@ def compile_model(model_path: str | os.PathLike, target: str, output: str | os.P
     stage(None)
     times = {name: round(t, 3) for name, t in stage.seconds.items()}
     toolchain = times.pop("toolchain", 0.0)
-    return CompileResult(Path(output), written, sum(times.values()), records, times, toolchain)
+    return CompileResult(Path(output), written, sum(times.values()), records, times, toolchain, payload.stats)
 
 
 def _host_backend(backend) -> str:

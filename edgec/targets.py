@@ -34,10 +34,12 @@ class Target:
     tvm: dict = field(hash=False)
     cpu_features: tuple[str, ...] = ()
     description: str = ""
+    gpu_archs: tuple[str, ...] = ()  # CUDA targets: the SM architectures the artifact runs on
 
     def to_json(self) -> dict:
+        gpu = {"gpu_archs": list(self.gpu_archs)} if self.gpu_archs else {}
         return {"name": self.name, "device": self.device, "arch": self.arch, "tvm": self.tvm,
-                "cpu_features": list(self.cpu_features)}
+                "cpu_features": list(self.cpu_features), **gpu}
 
 
 def _x86(name: str, mcpu: str, features: tuple[str, ...], description: str) -> Target:
@@ -116,12 +118,25 @@ def _cuda(name: str, sm: str, arch: str, host: dict, cpu_features: tuple[str, ..
         raise EdgecError(f"unknown CUDA architecture '{sm}' in target '{name}'; known: {', '.join(CUDA_ARCHS)}")
     tvm = {"kind": "cuda", "arch": sm, "max_threads_per_block": 1024, "max_num_threads": 1024,
            "max_shared_memory_per_block": 49152, "thread_warp_size": 32, "host": host}
-    return Target(name, "cuda", arch, tvm, cpu_features, description)
+    return Target(name, "cuda", arch, tvm, cpu_features, description, (sm,))
+
+
+# `rtx`: one TensorRT-RTX engine for the GPUs its documentation lists as the default set (Ampere, Ada, Blackwell
+# RTX). It has no TVM description: TVM builds for one architecture at a time (`cuda-sm_XX`).
+RTX_PORTABLE = ("sm_80", "sm_86", "sm_89", "sm_120")
+
+
+def _rtx() -> Target:
+    return Target("rtx", "cuda", "x86_64", {}, (), "one TensorRT-RTX engine for NVIDIA GPUs sm_80, sm_86, sm_89 and "
+                  "sm_120 (Ampere, Ada, Blackwell RTX) on an x86-64 host", RTX_PORTABLE)
 
 
 def cuda_arch(target: Target) -> str:
-    """The SM architecture ("sm_90") of a CUDA target."""
-    return target.tvm["arch"]
+    """The SM architecture ("sm_90") of a CUDA target for one GPU architecture."""
+    if len(target.gpu_archs) != 1:
+        raise EdgecError(f"target '{target.name}' is not one GPU architecture (it covers "
+                         f"{', '.join(target.gpu_archs) or 'none'})")
+    return target.gpu_archs[0]
 
 
 def compute_capability(sm: str) -> str:
@@ -189,6 +204,7 @@ _NAMED = {
                                            _ARMV82, 4, "Cortex-A76 boards (Raspberry Pi 5)"),
     "jetson-orin-cpu": jetson_orin_cpu,
     "jetson-orin": _jetson_orin,
+    "rtx": _rtx,
 }
 
 

@@ -160,7 +160,7 @@ def test_optimize_writes_model_and_records(tmp_path, lenet_onnx):
     (("compile", "missing.onnx", "--target", "cpu", "-o", "x.edgec"), "edgec: error: missing.onnx: no such file"),
     (("compile", "LENET", "--target", "cpux", "-o", "x.edgec"),
      "edgec: error: unknown target 'cpux'; known targets: cpu, x86-64-avx2, x86-64-avx512, aarch64, "
-     "aarch64-cortex-a72, aarch64-cortex-a76, jetson-orin-cpu, jetson-orin, cuda, cuda-sm_XX"),
+     "aarch64-cortex-a72, aarch64-cortex-a76, jetson-orin-cpu, jetson-orin, rtx, cuda, cuda-sm_XX"),
     (("compile", "LENET", "--target", "cpu", "--precision", "fp8", "-o", "x.edgec"),
      "edgec: error: Invalid value for '--precision': 'fp8' is not one of 'fp32', 'fp16', 'int8'. (see --help)"),
     (("compile", "LENET", "--target", "cpu", "--input-shape", "input=1x-3x28", "-o", "x.edgec"),

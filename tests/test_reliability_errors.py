@@ -225,6 +225,12 @@ CLI_CASES = [
                                         "-o", "out.edgec"], 2,
      "custom_domain.onnx: node 'act' (op Relu, domain 'com.acme') is a custom op from domain 'com.acme' that no "
      "edgec backend implements; replace it with standard ONNX ops before compiling"),
+    ("compile", "--weightless with a backend that has none", [*COMPILE, "--weightless"], 2,
+     "--weightless: backend 'ort' has no weight-stripped artifacts; use it with --backend tensorrt"),
+    ("compile", "TensorRT-RTX's target with tvm", ["compile", "model.onnx", "--target", "rtx", "-o", "out.edgec"], 2,
+     "backend 'tvm' cannot compile for target 'rtx' (one TensorRT-RTX engine for NVIDIA GPUs sm_80, sm_86, sm_89 and "
+     "sm_120 (Ampere, Ada, Blackwell RTX) on an x86-64 host): TVM builds for one GPU architecture; use --backend "
+     "tensorrt, or --target cuda-sm_XX for tvm"),
     ("compile", "missing --target", ["compile", "model.onnx", "-o", "out.edgec"], 2,
      "Missing option '--target'. (see --help)"),
     ("compile", "unknown --target", ["compile", "model.onnx", "--target", "foo", "-o", "out.edgec"], 2,

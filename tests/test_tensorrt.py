@@ -1,8 +1,8 @@
-"""The TensorRT backend without TensorRT: refusals, CUDA targets, option and profile mapping, precision
-plan, the NMS -> EfficientNMS_TRT mapping, and its adapter checked against ONNX Runtime's NMS.
+"""The TensorRT backend without building: CUDA targets, option and profile mapping, precision plan, the
+NMS -> EfficientNMS_TRT mapping (full TensorRT), and its adapter checked against ONNX Runtime's NMS.
 
-Nothing here imports TensorRT or pretends a build happened; tests/test_tensorrt_gpu.py builds for real
-where TensorRT and a GPU exist.
+Nothing here builds an engine or pretends one was built: tests/test_tensorrt_rtx.py builds real TensorRT-RTX
+plans (no GPU needed), tests/test_tensorrt_gpu.py builds and runs engines where a GPU exists.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from edgec.backends.tensorrt.backend import timing_cache_path
 from edgec.backends.tensorrt.options import TensorRTOptions, derive_profile, has_qdq, precision_model
 from edgec.errors import EdgecError, UnsupportedError
 from edgec.runtime.artifact import ArtifactError, write_artifact
-from edgec.targets import compute_capability, cuda_target_name, local_cuda_archs, resolve_target
+from edgec.targets import compute_capability, cuda_arch, cuda_target_name, local_cuda_archs, resolve_target
 from tests.conftest import run_edgec
 
-NO_TENSORRT = importlib.util.find_spec("tensorrt") is None
+NO_TENSORRT = importlib.util.find_spec("tensorrt") is None and importlib.util.find_spec("tensorrt_rtx_bindings") is None
 NO_GPU = not local_cuda_archs()
 
 
@@ -49,17 +49,17 @@ def _relu(path, shape=("batch", 4)):
 
 # --- the refusal where TensorRT is not installed -------------------------------------------------
 
-@pytest.mark.skipif(not NO_TENSORRT, reason="TensorRT is installed here; this checks the refusal without it")
-@pytest.mark.parametrize("target", [["--target", "cuda-sm_90"], ["--target", "cuda", "--arch", "sm_90"],
-                                    ["--target", "jetson-orin"]])
-def test_compile_without_tensorrt_exits_2_with_one_line_and_no_file(tmp_path, target):
+@pytest.mark.skipif(not NO_TENSORRT, reason="TensorRT or TensorRT-RTX is installed here; this checks the refusal "
+                                               "without either (test_tensorrt_rtx.py does, with imports blocked)")
+def test_compile_without_tensorrt_exits_2_with_one_line_and_no_file(tmp_path):
     model = _relu(tmp_path / "relu.onnx")
     out = tmp_path / "relu.edgec"
-    proc = run_edgec("compile", model, *target, "--backend", "tensorrt", "--tuning-db", tmp_path / "db", "-o", out)
+    proc = run_edgec("compile", model, "--target", "rtx", "--backend", "tensorrt", "-o", out)
     assert proc.returncode == 2
-    assert proc.stderr == ("edgec: error: the tensorrt backend needs NVIDIA TensorRT, which is not importable here "
-                           "(No module named 'tensorrt'); install it on a machine with an NVIDIA GPU and driver: "
-                           "pip install tensorrt --extra-index-url https://pypi.nvidia.com\n")
+    assert proc.stderr == ("edgec: error: TensorRT-RTX is not importable here (No module named "
+                           "'tensorrt_rtx_bindings'); install it: pip install tensorrt-rtx-cu13-libs "
+                           "tensorrt-rtx-cu13-bindings (x86-64 Linux; "
+                           "`make setup` installs the versions requirements.lock pins)\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["relu.onnx"]
 
 
@@ -84,6 +84,20 @@ def test_cuda_sm_target_records_device_arch_and_tvm_fields():
     assert t["tvm"] == {"kind": "cuda", "arch": "sm_90", "max_threads_per_block": 1024, "max_num_threads": 1024,
                         "max_shared_memory_per_block": 49152, "thread_warp_size": 32,
                         "host": {"kind": "llvm", "mtriple": "x86_64-linux-gnu"}}
+
+
+def test_rtx_target_is_one_engine_for_four_gpu_architectures():
+    t = resolve_target("rtx")
+    assert t.to_json() == {"name": "rtx", "device": "cuda", "arch": "x86_64", "tvm": {}, "cpu_features": [],
+                           "gpu_archs": ["sm_80", "sm_86", "sm_89", "sm_120"]}
+    assert resolve_target("cuda-sm_90").to_json()["gpu_archs"] == ["sm_90"]
+    with pytest.raises(EdgecError, match=r"^target 'rtx' is not one GPU architecture \(it covers sm_80, sm_86, sm_89, "
+                                         r"sm_120\)$"):
+        cuda_arch(t)
+    with pytest.raises(UnsupportedError, match=r"^backend 'tvm' cannot compile for target 'rtx' \(one TensorRT-RTX "
+                                               r"engine .*\): TVM builds for one GPU architecture; use --backend "
+                                               r"tensorrt, or --target cuda-sm_XX for tvm$"):
+        get_backend("tvm").check(t, CompileOptions())
 
 
 def test_jetson_orin_is_sm_87_with_an_aarch64_host():
@@ -333,7 +347,8 @@ def test_nms_adapter_reproduces_onnx_selected_indices(case):
 def _fake_trt_artifact(path):
     """A well-formed TensorRT artifact whose plan is never reached: the host check comes first."""
     manifest = {"backend": "tensorrt", "target": resolve_target("cuda-sm_90").to_json(), "precision": "fp32",
-                "backend_config": {"compute_capability": "9.0", "tensorrt_version": "10.13.0.35", "gpu_arch": "sm_90"},
+                "backend_config": {"tensorrt": {"flavour": "full", "version": "10.13.0.35",
+                                                "compute_capabilities": ["9.0"]}},
                 "inputs": [{"name": "x", "shape": ["batch", 4], "dtype": "float32"}],
                 "outputs": [{"name": "y", "shape": ["batch", 4], "dtype": "float32"}]}
     write_artifact(path, manifest, {"model.plan": b"\x00" * 64})

@@ -20,6 +20,7 @@ class CompileOptions:
     precision: str = "fp32"
     tuning_db: str | None = None
     model_path: str = "<model>"  # for error messages
+    weightless: bool = False  # a weight-stripped engine, refitted at load (backends with `weightless = True`)
     progress: Callable[[str], None] | None = field(default=None, compare=False)  # told each stage as it starts
 
     def stage(self, name: str) -> None:
@@ -33,6 +34,8 @@ class Payload:
 
     files: dict[str, bytes]
     config: dict = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)  # measured while compiling (e.g. build seconds); not in the artifact,
+    # which stays byte-identical across rebuilds
 
 
 class Backend(ABC):
@@ -40,6 +43,7 @@ class Backend(ABC):
     precisions: tuple[str, ...] = ("fp32",)
     int8_symmetric_activations: bool = False  # zero-point-0 activations (TensorRT's explicit quantization)
     devices: tuple[str, ...] = ("cpu",)
+    weightless: bool = False  # can build weight-stripped payloads (CompileOptions.weightless)
 
     def check(self, target: Target, options: CompileOptions) -> None:
         """Raise UnsupportedError (exit 2, with the alternative) when this backend cannot serve the request."""
@@ -53,6 +57,9 @@ class Backend(ABC):
         if target.device not in self.devices:
             raise UnsupportedError(f"backend '{self.name}' cannot compile for target '{target.name}' "
                                    f"(device {target.device}); it targets {', '.join(self.devices)}")
+        if options.weightless and not self.weightless:
+            raise UnsupportedError(f"--weightless: backend '{self.name}' has no weight-stripped artifacts; use it with "
+                                   "--backend tensorrt")
 
     @abstractmethod
     def compile(self, model: onnx.ModelProto, target: Target, options: CompileOptions) -> Payload:
@@ -69,9 +76,9 @@ class Backend(ABC):
 
     nms_strategy: str = "native"  # how the backend runs the NonMaxSuppression nodes it accepts
 
-    def nms_unsupported(self, model: onnx.ModelProto, node: onnx.NodeProto) -> str | None:
-        """None when this backend runs NonMaxSuppression `node` with ONNX's semantics; else why not, and
-        edgec runs it on the host instead (edgec/backends/nms_placement.py)."""
+    def nms_unsupported(self, model: onnx.ModelProto, node: onnx.NodeProto, target: Target) -> str | None:
+        """None when this backend runs NonMaxSuppression `node` with ONNX's semantics for `target`; else why not,
+        and edgec runs it on the host instead (edgec/backends/nms_placement.py)."""
         return f"the {self.name} backend has no NonMaxSuppression"
 
 

@@ -20,6 +20,7 @@ from edgec.errors import UnsupportedError
 from edgec.frontend.loader import io_spec, node_label
 from edgec.passes import eliminate_dead
 from edgec.passes.base import PassContext
+from edgec.targets import Target
 
 OP = "NonMaxSuppression"
 
@@ -68,8 +69,8 @@ def host_spec(model: onnx.ModelProto, node: onnx.NodeProto, label: str) -> dict:
             "score_threshold": None if values[2] is None else float(values[2]), "center_point_box": int(center)}
 
 
-def plan(model: onnx.ModelProto, backend, on_host: bool = False) -> tuple[onnx.ModelProto, dict | None]:
-    """(model for the backend, the manifest's "nms" entry or None when the graph has no NMS).
+def plan(model: onnx.ModelProto, backend, target: Target, on_host: bool = False) -> tuple[onnx.ModelProto, dict | None]:
+    """(model for `backend` compiling for `target`, the manifest's "nms" entry or None when the graph has no NMS).
     on_host: run every NMS on the host even where the backend could (`edgec compile --nms host`)."""
     nodes = nms_nodes(model)
     if not nodes:
@@ -77,7 +78,7 @@ def plan(model: onnx.ModelProto, backend, on_host: bool = False) -> tuple[onnx.M
     decisions, splits = [], []
     for i, node in nodes:
         label = node_label(node, i)
-        reason = "requested with --nms host" if on_host else backend.nms_unsupported(model, node)
+        reason = "requested with --nms host" if on_host else backend.nms_unsupported(model, node, target)
         if reason is None:
             decisions.append({"node": label, "runs_on": backend.name, "strategy": backend.nms_strategy})
             continue

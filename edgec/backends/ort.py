@@ -44,7 +44,7 @@ class OrtBackend(Backend):
 
     nms_strategy = "onnxruntime NonMaxSuppression kernel"
 
-    def nms_unsupported(self, model: onnx.ModelProto, node: onnx.NodeProto) -> str | None:
+    def nms_unsupported(self, model: onnx.ModelProto, node: onnx.NodeProto, target: Target) -> str | None:
         return None
 
 

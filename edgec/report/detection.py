@@ -18,7 +18,7 @@ from edgec.compiler import compile_model
 from edgec.errors import UnsupportedError
 from edgec.metrics.detection import coco_map
 from edgec.report.host import host_info
-from edgec.report.rows import latency, row
+from edgec.report.rows import cannot_run, engine_note, latency, row
 from edgec.runtime.host_nms import non_max_suppression
 
 
@@ -67,14 +67,16 @@ def evaluate(subject, data, targets, precisions, backends, out_dir: Path, warmup
             for backend in backends:
                 say(f"{backend} {target} {precision}")
                 artifact = out_dir / "artifacts" / f"{subject.name}-{backend}-{target}-{precision}.edgec"
+                result = None
                 try:
                     result = compile_model(subject.onnx_path, target, artifact, backend=backend, precision=precision)
-                    module = rt.load(artifact)
+                    module = rt.load(artifact, device=result.manifest["target"]["device"])
                     run = lambda x: per_image(list(module.run({subject.input_name: x}).values()))  # noqa: E731
                     images = [run(data.x[i:i + 1]) for i in range(len(data.x))]
                     row_latency, throughput = latency(lambda: run(sample), warmup, iters)
                 except (UnsupportedError, rt.ArtifactError) as e:
-                    rows.append(row(backend, target, precision, "unsupported", str(e)))
+                    rows.append(row(backend, target, precision, "unsupported", str(e)) if result is None
+                                else cannot_run(result, e, artifact.stat().st_size))
                     continue
                 except Exception as e:  # a report records failures and goes on with the other rows
                     rows.append(row(backend, target, precision, "failed", str(e)))
@@ -82,7 +84,8 @@ def evaluate(subject, data, targets, precisions, backends, out_dir: Path, warmup
                 values = score(images, ref, data)
                 where = [f"NMS on {n['runs_on']} ({n['strategy']})"
                          for n in (result.manifest.get("nms") or {}).get("nodes", [])]
-                note = "; ".join([f"accuracy is mAP@0.5, mAP@0.5:0.95 {100 * values['map_50_95']:.2f}%", *where])
+                note = "; ".join(n for n in [f"accuracy is mAP@0.5, mAP@0.5:0.95 {100 * values['map_50_95']:.2f}%",
+                                             *where, engine_note(result)] if n)
                 rows.append(row(backend, target, precision, note=note, latency_ms=row_latency,
                                  throughput_per_s=throughput, artifact_bytes=artifact.stat().st_size,
                                  compile_s=round(result.seconds, 3), **values))

@@ -20,7 +20,7 @@ from edgec.metrics.accuracy import top1, top1_agreement
 from edgec.metrics.compare import errors
 from edgec.report import detection
 from edgec.report.host import host_info
-from edgec.report.rows import latency, row
+from edgec.report.rows import engine_note, latency, row
 
 DEFAULT_BACKENDS = ("tvm", "ort")
 
@@ -147,17 +147,18 @@ def _measure(subject, data, ref, backend, target, precision, out_dir, warmup, it
     compiled = {"artifact_bytes": size, "compile_s": round(result.seconds, 3)}
     where, why_not = runnable_here(result.manifest, emulate)
     if where is None:
-        return row(backend, target, precision, "unsupported", f"compiled; not runnable here: {why_not}", **compiled)
+        note = "; ".join(n for n in (engine_note(result), f"compiled; not runnable here: {why_not}") if n)
+        return row(backend, target, precision, "unsupported", note, **compiled)
     try:
         if where == "emulated":
             outs, row_latency, throughput, note = _emulated(artifact, data.x, warmup, iters)
         else:
-            module = rt.load(artifact)
+            module = rt.load(artifact, device=result.manifest["target"]["device"])
             name = subject.input_name
             outs = _run_all(lambda xb: next(iter(module.run({name: xb}).values())), data.x)
             sample = {name: data.x[:1]}
             row_latency, throughput = latency(lambda: module.run(sample), warmup, iters)
-            note = ""
+            note = engine_note(result)
     except Exception as e:  # a report records failures and goes on with the other rows
         return row(backend, target, precision, "failed", f"run: {e}", **compiled)
     err = errors(outs, ref)

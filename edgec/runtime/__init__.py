@@ -165,7 +165,7 @@ def load(path: str | os.PathLike, device: str = "cpu") -> Module:
             raise ArtifactError(f"{path}: compiled for target '{target['name']}', which needs CPU features this "
                                 f"host lacks ({', '.join(missing)}); recompile with `--target cpu`")
     try:
-        executor = open_executor(manifest, files, device)
+        executor = open_executor(manifest, files, device, str(path))
     except ArtifactError as e:
         raise ArtifactError(f"{path}: {e}") from None
     return Module(str(path), manifest, executor, device)

@@ -29,7 +29,7 @@ class TvmBackend(Backend):
     devices = ("cpu", "cuda")
     nms_strategy = "relax.vision.all_class_non_max_suppression (rows trimmed to the valid count)"
 
-    def nms_unsupported(self, model: onnx.ModelProto, node: onnx.NodeProto) -> str | None:
+    def nms_unsupported(self, model: onnx.ModelProto, node: onnx.NodeProto, target: Target) -> str | None:
         return nms_unsupported(model, node)
 
     def check(self, target: Target, options: CompileOptions) -> None:
@@ -38,6 +38,10 @@ class TvmBackend(Backend):
             raise UnsupportedError(f"backend 'tvm' compiles int8 for CPU targets only; for target '{target.name}' "
                                    "use fp32/fp16, or --backend tensorrt --precision int8")
         if target.device == "cuda":
+            if not target.tvm:
+                raise UnsupportedError(f"backend 'tvm' cannot compile for target '{target.name}' "
+                                       f"({target.description}): TVM builds for one GPU architecture; use --backend "
+                                       "tensorrt, or --target cuda-sm_XX for tvm")
             if options.tuning_db not in (None, NO_DATABASE):
                 raise UnsupportedError(f"--tuning-db: backend 'tvm' applies tuning databases to CPU targets only, "
                                        f"and '{target.name}' is a CUDA target; compile without --tuning-db")

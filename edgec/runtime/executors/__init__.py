@@ -29,7 +29,8 @@ def payload(files: dict[str, bytes], name: str, backend: str) -> bytes:
     return files[name]
 
 
-def open_executor(manifest: dict, files: dict[str, bytes], device: str) -> Callable:
+def open_executor(manifest: dict, files: dict[str, bytes], device: str, path: str | None = None) -> Callable:
+    """The executor for the artifact at `path` (executors may keep caches beside it, e.g. TensorRT-RTX's)."""
     backend = manifest["backend"]
     if backend not in _MODULES:
         raise ArtifactError(f"artifact backend '{backend}' cannot be run by this edgec runtime "
@@ -37,10 +38,10 @@ def open_executor(manifest: dict, files: dict[str, bytes], device: str) -> Calla
     module = importlib.import_module(_MODULES[backend])
     host_nms = (manifest.get("nms") or {}).get("host")
     if not host_nms:
-        return module.open_executor(manifest, files, device)
+        return module.open_executor(manifest, files, device, path)
     from edgec.runtime.host_nms import HostNmsExecutor  # the graph stops before NMS; NMS runs here
 
     graph_outputs = manifest["nms"]["graph_outputs"]
-    inner = module.open_executor(dict(manifest, outputs=graph_outputs), files, device)
+    inner = module.open_executor(dict(manifest, outputs=graph_outputs), files, device, path)
     return HostNmsExecutor(inner, [o["name"] for o in graph_outputs], [o["name"] for o in manifest["outputs"]],
                            host_nms)

@@ -61,5 +61,5 @@ def _session_options(ort, data: bytes):
     return options
 
 
-def open_executor(manifest: dict, files: dict[str, bytes], device: str) -> OrtExecutor:
+def open_executor(manifest: dict, files: dict[str, bytes], device: str, path: str | None = None) -> OrtExecutor:
     return OrtExecutor(manifest, files, device)

@@ -133,5 +133,5 @@ ALIGNMENT = 64  # bytes TVM allocates with and its kernels assume
 PAGE = 4096
 
 
-def open_executor(manifest: dict, files: dict[str, bytes], device: str) -> TvmExecutor:
+def open_executor(manifest: dict, files: dict[str, bytes], device: str, path: str | None = None) -> TvmExecutor:
     return TvmExecutor(manifest, files, device)

@@ -33,7 +33,7 @@ def fused_module(model_path: str, target: Target, input_shapes: dict | None = No
 
     graph = load_model(model_path, input_shapes)
     graph, _ = run_pipeline(graph, DEFAULT_PIPELINE, PassContext(model_path=model_path, validate=False))
-    graph, _ = nms_placement.plan(graph, get_backend("tvm"), on_host=False)
+    graph, _ = nms_placement.plan(graph, get_backend("tvm"), target)
     mod, _ = import_relax(graph, model_path)
     tvm_target = tvm.target.Target(target.tvm)
     with tvm_target:

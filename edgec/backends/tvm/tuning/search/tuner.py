@@ -41,11 +41,10 @@ class TuneReport:
 def check_tunable(target: Target) -> None:
     """Tuning measures candidates, so the target must run here: refuse with the reason otherwise."""
     if target.device == "cuda":
-        sm = target.tvm["arch"]
-        if sm not in local_cuda_archs():
+        if not set(target.gpu_archs) & set(local_cuda_archs()):
             raise UnsupportedError(f"cannot tune target '{target.name}' here: tuning measures every candidate "
-                                   f"kernel on an {sm} GPU and this host has none; run `edgec tune` on a machine "
-                                   "with that GPU")
+                                   f"kernel on an {' or '.join(target.gpu_archs)} GPU and this host has none; run "
+                                   "`edgec tune` on a machine with that GPU")
         raise UnsupportedError(f"cannot tune target '{target.name}': edgec tunes CPU targets only so far")
     if target.arch != host_arch():
         raise UnsupportedError(f"cannot tune target '{target.name}' here: its code runs on {target.arch} and this "
