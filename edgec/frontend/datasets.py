@@ -27,20 +27,40 @@ def _input_dims(onnx_path: Path) -> list:
     return dims_of(inputs[0])
 
 
+def digits_split(dims: list, option: str, where: str = ""):
+    """The digits split sized to an NxCxHxH input; `option` (--dataset, --calib) names what asked for it."""
+    from edgec.zoo import data
+
+    if len(dims) != 4 or not all(isinstance(d, int) for d in dims[1:]) or dims[2] != dims[3]:
+        raise EdgecError(f"{where}{option} digits needs an NxCxHxH image input, the model takes "
+                         f"{'x'.join(map(str, dims))}; pass {option} DATA.npz")
+    return data.digits(dims[2], dims[1])
+
+
+def read_npz(path: str | Path, what: str, labels: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(x, y) of an .npz of `what` (a dataset, calibration data); `labels`: True requires `y`, None takes it if
+    there, False ignores it."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgecError(f"{path}: no such {what} file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "x" not in npz:
+                raise EdgecError(f"{path}: {what} needs an array 'x' (inputs) and optionally 'y' (labels); "
+                                 f"found {', '.join(npz.files) or 'nothing'}")
+            if labels and "y" not in npz:
+                raise EdgecError(f"--max-accuracy-drop needs labels: {path} has no array 'y' next to 'x'")
+            return npz["x"], (npz["y"] if labels is not False and "y" in npz else None)
+    except (OSError, ValueError) as e:
+        raise EdgecError(f"{path}: not a readable .npz file ({e})") from None
+
+
 def load_dataset(spec: str, onnx_path: Path, zoo_entry=None, samples: int = 8) -> Dataset:
     """`digits` (the zoo entry's held-out split, or digits sized to the model's NxCxHxH input),
     an .npz with `x` (and optional labels `y`), or `random` (`samples` seeded normal samples)."""
     if spec == "digits":
-        if zoo_entry is not None:
-            split = zoo_entry.load_data()
-        else:
-            from edgec.zoo import data
-
-            dims = _input_dims(onnx_path)
-            if len(dims) != 4 or not all(isinstance(d, int) for d in dims[1:]) or dims[2] != dims[3]:
-                raise EdgecError(f"{onnx_path}: --dataset digits needs an NxCxHxH image input, the model "
-                                 f"takes {'x'.join(map(str, dims))}; pass --dataset DATA.npz")
-            split = data.digits(dims[2], dims[1])
+        split = zoo_entry.load_data() if zoo_entry is not None else \
+            digits_split(_input_dims(onnx_path), "--dataset", f"{onnx_path}: ")
         return Dataset("digits", split.x_test, split.y_test)
     if spec == "random":
         dims = [d if isinstance(d, int) else 1 for d in _input_dims(onnx_path)[1:]]
@@ -48,17 +68,8 @@ def load_dataset(spec: str, onnx_path: Path, zoo_entry=None, samples: int = 8) -
 
         return Dataset("random", random_inputs([("x", [samples, *dims], "float32")])["x"], None)
     if spec.endswith(".npz"):
-        path = Path(spec)
-        if not path.is_file():
-            raise EdgecError(f"{spec}: no such dataset file")
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                if "x" not in npz:
-                    raise EdgecError(f"{spec}: needs an array 'x' (inputs) and optionally 'y' (labels); "
-                                     f"found {', '.join(npz.files) or 'nothing'}")
-                return Dataset(path.name, npz["x"], npz["y"] if "y" in npz else None)
-        except (OSError, ValueError) as e:
-            raise EdgecError(f"{spec}: not a readable .npz file ({e})") from None
+        x, y = read_npz(spec, "dataset")
+        return Dataset(Path(spec).name, x, y)
     if spec == "shapes":
         from edgec.zoo import shapes
 

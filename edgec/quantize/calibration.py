@@ -43,14 +43,9 @@ def calibration_inputs(spec: str, model: onnx.ModelProto, samples: int = DEFAULT
 
 
 def _digits_split(dims: list, zoo_entry=None):
-    from edgec.zoo import data
+    from edgec.frontend.datasets import digits_split
 
-    if zoo_entry is not None:
-        return zoo_entry.load_data()
-    if len(dims) != 4 or not all(isinstance(d, int) for d in dims[1:]) or dims[2] != dims[3]:
-        raise EdgecError(f"--calib digits needs an NxCxHxH image input, the model takes "
-                         f"{'x'.join(map(str, dims))}; pass --calib DATA.npz")
-    return data.digits(dims[2], dims[1])
+    return zoo_entry.load_data() if zoo_entry is not None else digits_split(dims, "--calib")
 
 
 def _digits_train(dims: list, zoo_entry) -> np.ndarray:
@@ -59,20 +54,10 @@ def _digits_train(dims: list, zoo_entry) -> np.ndarray:
 
 def _npz(path: Path, labels: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Array `x` of an .npz (with `labels`: and `y`)."""
-    if not path.is_file():
-        raise EdgecError(f"{path}: no such calibration file")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if "x" not in npz:
-                raise EdgecError(f"{path}: calibration data needs an array 'x'; found "
-                                 f"{', '.join(npz.files) or 'nothing'}")
-            if not labels:
-                return npz["x"]
-            if "y" not in npz:
-                raise EdgecError(f"--max-accuracy-drop needs labels: {path} has no array 'y' next to 'x'")
-            return npz["x"], npz["y"]
-    except (OSError, ValueError) as e:
-        raise EdgecError(f"{path}: not a readable .npz file ({e})") from None
+    from edgec.frontend.datasets import read_npz
+
+    x, y = read_npz(path, "calibration data", labels=labels)
+    return (x, y) if labels else x
 
 
 def validation_split(spec: str, model: onnx.ModelProto, samples: int = DEFAULT_SAMPLES,
