@@ -8,6 +8,8 @@ whatever the host is.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -333,3 +335,81 @@ def test_choose_tile_keeps_accumulators_in_registers():
         assert rb * -(-ob // 8) <= 14
     # a 3x3x512 weight panel wider than 8 would not fit in L2: one vector wide, reused by 7 pixels
     assert choose_tile(512, 7, 8, 14, 4608, 4) == (8, 7)
+
+
+def _parallel_loops(func) -> int:
+    import tvm_ffi
+    from tvm import tirx
+
+    loops = []
+    tvm_ffi.structural_walk(func, (tirx.For, lambda loop: loops.append(loop) if loop.kind == tirx.ForKind.PARALLEL
+                                   else None))
+    return len(loops)
+
+
+def test_small_parallel_loops_of_unscheduled_kernels_run_serially():
+    """A parallel loop inside the loop over kept boxes (TVM's NMS: one fork/join per kept box), or over a few rows,
+    becomes serial; one over a dynamic batch of 256 x 256 elements (65536 >= MIN_PARALLEL_WORK) stays parallel."""
+    from tvm.script import tirx as T
+
+    from edgec.backends.tvm.schedules.cpu.small_parallel import serialize_small_parallel
+
+    @T.prim_func
+    def per_kept_box(counts: T.Buffer((3,), "int32"), scores: T.Buffer((3, 64), "float32")):
+        for c in range(3):
+            for j in range(counts[c]):
+                for k in T.parallel(counts[c] - j - 1):
+                    scores[c, j + 1 + k] = T.float32(-1)
+
+    @T.prim_func
+    def copy_rows(a: T.handle, b: T.handle):
+        n = T.int64()
+        x = T.match_buffer(a, (n * 256, 256))
+        y = T.match_buffer(b, (n * 256, 256))
+        for i in T.parallel(n * 256):
+            for j in range(256):
+                y[i, j] = x[i, j]
+
+    @T.prim_func
+    def copy_few_rows(x: T.Buffer((4, 256), "float32"), y: T.Buffer((4, 256), "float32")):
+        for i in T.parallel(4):
+            for j in range(256):
+                y[i, j] = x[i, j]
+
+    assert _parallel_loops(per_kept_box) == 1 and _parallel_loops(serialize_small_parallel(per_kept_box)) == 0
+    assert _parallel_loops(serialize_small_parallel(copy_rows)) == 1
+    assert _parallel_loops(serialize_small_parallel(copy_few_rows)) == 0
+
+
+def _gathers_on_a_dynamic_batch() -> onnx.ModelProto:
+    """x [B, 7, 6] -> x[:, 1] + x[:, -1] + x[0, 1] (Gathers with constant indices on static axes and the symbolic
+    one)."""
+    consts = [numpy_helper.from_array(np.array(i, np.int64), name) for i, name in ((1, "one"), (-1, "last"),
+                                                                                   (0, "zero"))]
+    nodes = [helper.make_node("Gather", ["x", "one"], ["a"], axis=1),
+             helper.make_node("Gather", ["x", "last"], ["b"], axis=1),
+             helper.make_node("Gather", ["x", "zero"], ["first"], axis=0),
+             helper.make_node("Gather", ["first", "one"], ["c"], axis=0),
+             helper.make_node("Add", ["a", "b"], ["ab"]),
+             helper.make_node("Add", ["ab", "c"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 7, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 6])], consts)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_gather_index_on_a_static_axis_folds_with_a_dynamic_batch(target, host):
+    """The importer normalises a Gather's index with `x.shape[axis]` read at run time (3 kernels per Gather with a
+    symbolic batch); a static axis's dim is a constant, so only the takes remain. The symbolic axis keeps its
+    run-time read, and every batch matches ONNX Runtime."""
+    from tvm.relax.frontend.onnx import from_onnx
+
+    model = _gathers_on_a_dynamic_batch()
+    with tvm.transform.PassContext(opt_level=3):
+        lowered = pipelines.relax_pipeline(target, CompileOptions())(
+            from_onnx(model, keep_params_in_input=False))
+    main = lowered["main"].script()
+    assert len(re.findall(r"\bshape_to_tensor\w*\(", main)) == 1, main  # x[0]'s symbolic axis only
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for batch in (1, 3):
+        x = RNG.standard_normal((batch, 7, 6)).astype(np.float32)
+        np.testing.assert_array_equal(_run_edgec(model, host, x), session.run(None, {"x": x})[0])

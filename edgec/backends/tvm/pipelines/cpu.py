@@ -6,7 +6,8 @@
    (`ConvertLayout`): output channels become the unit-stride axis of both the output and the
    weights, so one output-channel vector is one contiguous weight load times one broadcast input.
    Weight transposes are constants and fold away in numpy (`fold_constant_moves`); elementwise ops
-   and pooling follow the layout; zero-point pads follow it too (`rewrites.pad_layout`).
+   and pooling follow the layout; zero-point pads follow it too (`rewrites.pad_layout`). Static
+   dims the importer reads from a symbolic shape become constants (`rewrites.static_dims`).
    fp16 (`--precision fp16`): Relax's ToMixedPrecision right after lift_clip, fp16 tensors with fp32
    accumulation in conv/matmul, graph I/O fp32; correct on any CPU, fast only where the CPU has fp16
    arithmetic (x86 without AVX512-FP16 converts each value, and runs it about 2x slower than fp32).
@@ -17,9 +18,10 @@
 3. With a tuning database (`edgec tune`, `tuning/`), MetaSchedule's schedule for each kernel whose
    measured time beat the rules' (`edgec.backends.tvm.tuning.database.apply`).
    Then edgec's schedule rules (`schedules.cpu.cpu_rules`) on every other PrimFunc; a function no rule
-   takes keeps TVM's default lowering. The Gemm rule repacks constant weights into the panels
-   its micro-kernel streams; SplitLayoutRewritePreproc turns each repack into its own call, which
-   is folded into a new constant.
+   takes keeps TVM's default lowering, except that its parallel loops run serially where one launch does
+   too little work (`schedules.cpu.small_parallel`: TVM's NMS forked once per kept box). The Gemm rule
+   repacks constant weights into the panels its micro-kernel streams; SplitLayoutRewritePreproc turns
+   each repack into its own call, which is folded into a new constant.
 4. TVM's CPU dataflow lowering and finalization, as in `relax.backend.cpu_generic`.
 """
 
@@ -39,10 +41,11 @@ def rewrite_passes(precision: str = "fp32") -> list:
     from edgec.backends.tvm.rewrites.lift_clip import lift_clip
     from edgec.backends.tvm.rewrites.pad_layout import pad_layout
     from edgec.backends.tvm.rewrites.quantized_pool import quantized_pool
+    from edgec.backends.tvm.rewrites.static_dims import static_dims
 
     passes = [quantized_pool, integer_qdq, lift_clip]
     passes += [relax.transform.ToMixedPrecision(out_dtype="float32")] if precision == "fp16" else []
-    return passes + [relax.transform.ConvertLayout(CONV2D_LAYOUT), pad_layout, fold_constant_moves]
+    return passes + [relax.transform.ConvertLayout(CONV2D_LAYOUT), pad_layout, fold_constant_moves, static_dims]
 
 
 def library_dispatch_passes(tvm_target) -> list:
@@ -77,9 +80,11 @@ def schedule_passes(tuned=None) -> list:
 
     from edgec.backends.tvm.rewrites.fold_constant_calls import fold_constant_calls
     from edgec.backends.tvm.schedules.cpu import cpu_rules
+    from edgec.backends.tvm.schedules.cpu.small_parallel import serial_small_parallel
 
     passes = [tuned.apply_pass()] if tuned is not None else []  # before the rules, which skip them
     return passes + [dlight.ApplyDefaultSchedule(*cpu_rules()),
+                     serial_small_parallel(),  # kernels no rule took: one core below the parallel threshold
                      relax.transform.SplitLayoutRewritePreproc(),  # weight repacks become their own calls
                      fold_constant_calls]  # ... evaluated now on the constant weights
 

@@ -4,6 +4,8 @@ Each rule is a dlight `ScheduleRule`: `apply(func, target, tunable)` returns a s
 `Schedule`, or None when the function is not its pattern (or a primitive refuses it), so rules
 stack in `ApplyDefaultSchedule` and a function no rule takes keeps TVM's default lowering.
 Correctness never depends on a rule matching; every primitive used is checked by TVM.
+`small_parallel` is the one pass here that is not a rule: it runs the parallel loops of the kernels no
+rule took serially where one launch does too little work.
 """
 
 from __future__ import annotations
