@@ -123,6 +123,8 @@ def _board_spec(rpc_tracker: str | None, rpc_key: str | None, rpc_timeout: float
 
     if rpc_tracker and rpc_direct:
         raise EdgecError("--rpc-tracker and --rpc both name a board: use the tracker with --rpc-key, or --rpc alone")
+    tracker = parse_address(rpc_tracker, "--rpc-tracker") if rpc_tracker else None
+    direct = parse_address(rpc_direct, "--rpc") if rpc_direct else None
     if rpc_tracker and not rpc_key:
         raise EdgecError(f"--rpc-tracker needs --rpc-key KEY: the key the boards serve under (`edgec board list "
                          f"--tracker {rpc_tracker}` lists them)")
@@ -132,8 +134,7 @@ def _board_spec(rpc_tracker: str | None, rpc_key: str | None, rpc_timeout: float
         return None
     if rpc_timeout <= 0:
         raise EdgecError(f"--rpc-timeout {rpc_timeout:g}: must be > 0 seconds")
-    return BoardSpec(rpc_key or "", parse_address(rpc_tracker, "--rpc-tracker") if rpc_tracker else None,
-                     parse_address(rpc_direct, "--rpc") if rpc_direct else None, rpc_timeout)
+    return BoardSpec(rpc_key or "", tracker, direct, rpc_timeout)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -316,9 +317,9 @@ def tune(model, target, trials, tuning_db, backend, input_shapes, as_json, rpc_t
     if trials < 1:
         raise EdgecError(f"--trials {trials}: must be at least 1")
     check_target_name(target)
+    board = _board_spec(rpc_tracker, rpc_key, rpc_timeout)
     _require_model(model)
     shapes = parse_input_shapes(input_shapes)
-    board = _board_spec(rpc_tracker, rpc_key, rpc_timeout)
     from edgec.backends.tvm.tuning.search.tuner import tune_model
 
     report = tune_model(model, target, trials, tuning_db, shapes, log=lambda line: click.echo(line, err=True),
@@ -677,7 +678,7 @@ def board_list(tracker, timeout, as_json) -> None:
     from edgec.runtime.remote.tracker import Tracker
 
     address = parse_address(tracker, "--tracker")
-    with Tracker(address, timeout) as t:
+    with Tracker(address, timeout, "--tracker") as t:
         rows = t.boards()
     if as_json:
         _echo_json({"tracker": tracker, "keys": rows})

@@ -92,8 +92,8 @@ def check_backend(artifact: str, manifest: dict) -> None:
     """TVM RPC runs TVM modules on a board's CPU: refuse anything else before connecting."""
     backend, device = manifest["backend"], manifest["target"].get("device")
     if backend != "tvm":
-        raise UnsupportedError(f"{artifact}: a {backend} artifact cannot run over TVM RPC (it runs TVM modules); "
-                               f"run it on the board itself with `edgec bench`, or compile with --backend tvm")
+        raise UnsupportedError(f"{artifact}: {backend} artifacts cannot run over TVM RPC, which runs TVM modules; "
+                               "bench it on the board itself (`edgec bench` there), or compile with --backend tvm")
     if device != "cpu":
         raise UnsupportedError(f"{artifact}: compiled for {device} (target '{manifest['target']['name']}'); edgec "
                                "runs TVM artifacts over RPC on a board's CPU only")

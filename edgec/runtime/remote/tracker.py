@@ -23,14 +23,15 @@ START_TRACKER = "python -m tvm.exec.rpc_tracker --host 0.0.0.0 --port {port}"
 
 
 class Tracker:
-    def __init__(self, address: tuple[str, int], timeout: float):
+    def __init__(self, address: tuple[str, int], timeout: float, option: str = "--rpc-tracker"):
+        """Connect and shake hands; `option` is the command-line option that named the address (for errors)."""
         self.address = address
         self.name = f"{address[0]}:{address[1]}"
         try:
             self._sock = socket.create_connection(address, timeout=timeout)
         except OSError as e:
             raise BoardUnavailable(f"RPC tracker {self.name} is unreachable ({reason(e)}); start it there with "
-                                   f"`{START_TRACKER.format(port=address[1])}` or check --rpc-tracker") from None
+                                   f"`{START_TRACKER.format(port=address[1])}` or check {option}") from None
         try:
             self._sock.sendall(struct.pack("<i", TRACKER_MAGIC))
             magic = struct.unpack("<i", self._recv(4))[0]
