@@ -96,6 +96,47 @@ def _split_list(value: str, option: str) -> list[str]:
     return items
 
 
+def _rpc_options(direct: bool = True):
+    """--rpc-tracker / --rpc-key / --rpc-timeout (and --rpc HOST:PORT) for a command measured on a remote board."""
+    options = [click.option("--rpc-tracker", metavar="HOST:PORT",
+                            help="Measure on a board handed out by this TVM RPC tracker (with --rpc-key)."),
+               click.option("--rpc-key", metavar="KEY", help="The boards' key on the tracker (`edgec board list`)."),
+               click.option("--rpc-timeout", default=60.0, show_default=True, type=float, metavar="S",
+                            help="Seconds to wait for a free board, and for the board to answer each step.")]
+    if direct:
+        options.insert(2, click.option("--rpc", "rpc_direct", metavar="HOST:PORT",
+                                       help="Measure on the board served at HOST:PORT without a tracker "
+                                            "(`edgec board serve --port PORT`; its --key, if any, as --rpc-key)."))
+
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def _board_spec(rpc_tracker: str | None, rpc_key: str | None, rpc_timeout: float, rpc_direct: str | None = None):
+    """The board a command measures on (None: this host), checked before anything heavy is imported."""
+    from edgec.runtime.remote import parse_address
+    from edgec.runtime.remote.session import BoardSpec
+
+    if rpc_tracker and rpc_direct:
+        raise EdgecError("--rpc-tracker and --rpc both name a board: use the tracker with --rpc-key, or --rpc alone")
+    tracker = parse_address(rpc_tracker, "--rpc-tracker") if rpc_tracker else None
+    direct = parse_address(rpc_direct, "--rpc") if rpc_direct else None
+    if rpc_tracker and not rpc_key:
+        raise EdgecError(f"--rpc-tracker needs --rpc-key KEY: the key the boards serve under (`edgec board list "
+                         f"--tracker {rpc_tracker}` lists them)")
+    if rpc_key is not None and not (rpc_tracker or rpc_direct):
+        raise EdgecError("--rpc-key names boards on a tracker: add --rpc-tracker HOST:PORT (or --rpc HOST:PORT)")
+    if not (rpc_tracker or rpc_direct):
+        return None
+    if rpc_timeout <= 0:
+        raise EdgecError(f"--rpc-timeout {rpc_timeout:g}: must be > 0 seconds")
+    return BoardSpec(rpc_key or "", tracker, direct, rpc_timeout)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgec")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks on errors (anywhere on the command line).")
@@ -273,19 +314,23 @@ def _require_model(path: str) -> None:
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]DIMS",
               help="Fix an input's shape, as for compile (symbolic shapes cannot be tuned).")
 @click.option("--json", "as_json", is_flag=True, help="Print the tuning report as JSON.")
-def tune(model, target, trials, tuning_db, backend, input_shapes, as_json) -> None:
-    """Tune MODEL's kernels for TARGET with MetaSchedule; `compile --tuning-db` then uses the winners."""
+@_rpc_options(direct=False)
+def tune(model, target, trials, tuning_db, backend, input_shapes, as_json, rpc_tracker, rpc_key, rpc_timeout) -> None:
+    """Tune MODEL's kernels for TARGET with MetaSchedule; `compile --tuning-db` then uses the winners. Candidates
+    are measured here, or on the boards under --rpc-key (several at once when the tracker has several)."""
     from edgec.frontend.shapes import parse_input_shapes
     from edgec.targets import check_target_name
 
     if trials < 1:
         raise EdgecError(f"--trials {trials}: must be at least 1")
     check_target_name(target)
+    board = _board_spec(rpc_tracker, rpc_key, rpc_timeout)
     _require_model(model)
     shapes = parse_input_shapes(input_shapes)
     from edgec.backends.tvm.tuning.search.tuner import tune_model
 
-    report = tune_model(model, target, trials, tuning_db, shapes, log=lambda line: click.echo(line, err=True))
+    report = tune_model(model, target, trials, tuning_db, shapes, log=lambda line: click.echo(line, err=True),
+                        board=board)
     if as_json:
         _echo_json(report.to_json())
         return
@@ -298,7 +343,7 @@ def tune(model, target, trials, tuning_db, backend, input_shapes, as_json) -> No
         click.echo(f"  {k['task']}: rules {k['rules_ms']} ms, tuned {k['best_ms']} ms ({k['trials']} trials)"
                    + (" -> database" if faster else " -> rules"))
     click.echo(f"tuned {len(report.tuned)} of {report.kernels} kernels ({len(report.already_tuned)} already in "
-               f"{report.database}) in {report.seconds:.1f} s")
+               f"{report.database}) in {report.seconds:.1f} s, measured on {report.measured_on}")
 
 
 @cli.command()
@@ -314,19 +359,30 @@ def tune(model, target, trials, tuning_db, backend, input_shapes, as_json) -> No
 @click.option("--emulate", is_flag=True,
               help="Run an aarch64 artifact here under qemu-user (its latency is emulated, not the board's).")
 @click.option("--reference", type=click.Path(dir_okay=False),
-              help="With --emulate: a host build of the same model; fail if outputs differ by more than 1e-4.")
-def bench(artifact, device, warmup, iters, batch, input_shapes, as_json, emulate, reference) -> None:
-    """Measure an artifact's latency on random inputs (p50/p90/p99, throughput, peak RSS)."""
+              help="With --emulate or on a board: a host build of the same model; fail if outputs differ by more "
+                   "than 1e-4.")
+@_rpc_options()
+def bench(artifact, device, warmup, iters, batch, input_shapes, as_json, emulate, reference, rpc_tracker, rpc_key,
+          rpc_direct, rpc_timeout) -> None:
+    """Measure an artifact's latency on random inputs (p50/p90/p99, throughput, peak RSS), here or on a board
+    over TVM RPC (timed on the board)."""
     from edgec.frontend.shapes import parse_input_shapes
     from edgec.runtime.bench import check_counts
 
     if batch is not None and batch < 1:
         raise EdgecError(f"--batch {batch}: must be >= 1")
     check_counts(warmup, iters)
-    if reference and not emulate:
-        raise EdgecError("--reference is only used with --emulate")
+    board = _board_spec(rpc_tracker, rpc_key, rpc_timeout, rpc_direct)
+    if board and (emulate or device != "cpu"):
+        raise EdgecError("--rpc-tracker/--rpc run the artifact on the board's CPU: drop "
+                         + ("--emulate" if emulate else f"--device {device}"))
+    if reference and not (emulate or board):
+        raise EdgecError("--reference is only used with --emulate or on a board (--rpc-tracker, --rpc)")
     _require_file(artifact, "artifact file", "create one with `edgec compile`")
     shapes = parse_input_shapes(input_shapes, symbolic=False)
+    if board:
+        _bench_on_board(artifact, board, reference, warmup, iters, batch, shapes, as_json)
+        return
     if emulate:
         from edgec import emulate as emu
 
@@ -357,6 +413,44 @@ def bench(artifact, device, warmup, iters, batch, input_shapes, as_json, emulate
     click.echo(f"throughput {result['throughput_per_s']:.1f}/s, peak RSS {result['peak_rss_mb']:.0f} MiB")
 
 
+def _bench_on_board(artifact, board, reference, warmup, iters, batch, shapes, as_json) -> None:
+    """`bench --rpc*`: refused before connecting when TVM RPC cannot run it, before upload when the board cannot."""
+    from edgec.errors import CheckFailed
+    from edgec.runtime.artifact import read_manifest
+    from edgec.runtime.bench import compare_to_reference, load_reference
+    from edgec.runtime.remote import run
+    from edgec.runtime.remote.info import check_backend
+
+    manifest = read_manifest(artifact)
+    check_backend(artifact, manifest)
+    ref = load_reference(reference, manifest) if reference else None
+    with _status(not as_json, f"bench {Path(artifact).name} on {board.key or 'the board'}"):
+        session = board.open()
+        result, outputs, feeds = run.bench(session, artifact, warmup, iters, batch, shapes)
+    if ref is not None:
+        result["reference"] = compare_to_reference(outputs, ref, feeds)
+    if as_json:
+        _echo_json(result)
+    else:
+        info, lat = result["board"], result["latency_ms"]
+        where = "emulated by qemu-user" if info["emulated"] else (info["model"] or info["machine"])
+        click.echo(f"{artifact}: {result['backend']} {result['target']} {result['precision']} on {result['device']} "
+                   f"({session.name}: {info['arch']}, {where}), batch {result['batch']}, {iters} runs timed on the "
+                   "board")
+        click.echo("latency ms: " + "  ".join(f"{k} {lat[k]:.3f}" for k in ("mean", "p50", "p90", "p99", "min", "max")))
+        rss = f", peak RSS {result['peak_rss_mb']:.0f} MiB on the board" if result["peak_rss_mb"] else ""
+        click.echo(f"throughput {result['throughput_per_s']:.1f}/s{rss}")
+        if ref is not None:
+            r = result["reference"]
+            click.echo(f"outputs vs {r['artifact']} ({r['target']}): max abs err {r['max_abs_err']:.3g} (atol "
+                       f"{r['atol']:g}): {'match' if r['within_atol'] else 'MISMATCH'}")
+    r = result.get("reference")
+    if r and not r["within_atol"]:
+        raise CheckFailed(f"{artifact}: outputs on {session.name} differ from {r['artifact']} by "
+                          f"{r['max_abs_err']:.3g} (more than {r['atol']:g}); the {result['target']} build computes "
+                          "different numbers")
+
+
 def _fed_shapes(inputs, fed: dict) -> str:
     """'inputs: input 4x3x1x1 (symbolic batchx3xHxW)' and how to choose other sizes."""
     parts, symbolic = [], False
@@ -382,12 +476,16 @@ def _fed_shapes(inputs, fed: dict) -> str:
 @click.option("--emulate/--no-emulate", default=None,
               help="aarch64 rows: run them under qemu-user (default: when qemu-aarch64-static is installed).")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Report directory.")
-def report(model, targets, precisions, backends, dataset, iters, emulate, out_dir) -> None:
-    """Compile MODEL (zoo name or .onnx) for every target x precision x backend and measure it."""
+@_rpc_options()
+def report(model, targets, precisions, backends, dataset, iters, emulate, out_dir, rpc_tracker, rpc_key, rpc_direct,
+           rpc_timeout) -> None:
+    """Compile MODEL (zoo name or .onnx) for every target x precision x backend and measure it: here, under qemu
+    (aarch64 rows), or on a board over TVM RPC (the tvm rows it runs); each row says where it ran."""
     from edgec.runtime.bench import check_counts
     from edgec.targets import check_target_name
 
     check_counts(10, iters)
+    board = _board_spec(rpc_tracker, rpc_key, rpc_timeout, rpc_direct)
     target_list = _split_list(targets, "--targets")
     for t in target_list:
         check_target_name(t)
@@ -405,7 +503,7 @@ def report(model, targets, precisions, backends, dataset, iters, emulate, out_di
     total = 1 + len(target_list) * len(precision_list) * len(backend_list)
     with _progress(True, total, "report") as advance:
         result = evaluate(model, target_list, precision_list, dataset, Path(out_dir), backend_list,
-                          iters=iters, progress=advance, emulate=emulate)
+                          iters=iters, progress=advance, emulate=emulate, board=board)
     files = write_report(result, Path(out_dir))
     click.echo(markdown(result))
     click.echo(f"report written to {files['md'].parent}/ (report.json, report.md, report.html, plots)")
@@ -549,6 +647,59 @@ def compare(model, backends, precision, reference, dataset, samples, atol, rtol,
 
         raise CheckFailed(f"{model}: tensor '{first.tensor}' from node '{first.node}' (op {first.op}) diverges "
                           "beyond tolerance; see the comparison above")
+
+
+@cli.group()
+def board() -> None:
+    """Boards over the network (TVM RPC): serve this machine as one, list a tracker's (docs/boards.md)."""
+
+
+@board.command(name="serve")
+@click.option("--tracker", metavar="HOST:PORT", help="Register with this TVM RPC tracker (without it: serve direct "
+                                                      "connections, for `--rpc HOST:PORT`).")
+@click.option("--key", default="", help="The key clients ask the tracker for, e.g. rpi4 (needed with --tracker).")
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option("--port", default=9090, show_default=True, type=int, help="First port to try.")
+@click.option("--port-end", default=9199, show_default=True, type=int, help="Ports tried: [--port, --port-end).")
+@click.option("--custom-addr", metavar="ADDR", help="Address the tracker hands to clients (a board behind NAT).")
+def board_serve(tracker, key, host, port, port_end, custom_addr) -> None:
+    """Serve this machine as a board: TVM's RPC server in this process, plus edgec.board.info (arch, CPU features),
+    for `bench|report|tune --rpc-*`. On a board with only the runtime: `python3 -m edgec.runtime.remote.board`."""
+    from edgec.runtime.remote import parse_address
+
+    if tracker and not key:
+        raise EdgecError("--tracker needs --key: the name clients ask the tracker for (e.g. --key rpi4)")
+    address = parse_address(tracker, "--tracker") if tracker else None
+    from edgec.runtime.remote.board import serve
+
+    try:
+        serve(key, address, host, port, port_end, custom_addr)
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)
+
+
+@board.command(name="list")
+@click.option("--tracker", required=True, metavar="HOST:PORT", help="The TVM RPC tracker to ask.")
+@click.option("--timeout", default=10.0, show_default=True, type=float, metavar="S", help="Seconds to wait for it.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def board_list(tracker, timeout, as_json) -> None:
+    """The tracker's boards per key: how many, free, busy, requests waiting, their addresses."""
+    from edgec.runtime.remote import parse_address
+    from edgec.runtime.remote.tracker import Tracker
+
+    address = parse_address(tracker, "--tracker")
+    with Tracker(address, timeout, "--tracker") as t:
+        rows = t.boards()
+    if as_json:
+        _echo_json({"tracker": tracker, "keys": rows})
+        return
+    from rich.table import Table
+
+    table = Table("key", "boards", "free", "busy", "pending", "addresses",
+                  title=f"tracker {tracker}: {sum(r['boards'] for r in rows)} board(s) under {len(rows)} key(s)")
+    for r in rows:
+        table.add_row(r["key"], *(str(r[k]) for k in ("boards", "free", "busy", "pending")), " ".join(r["addresses"]))
+    _console().print(table)
 
 
 @cli.group()

@@ -52,16 +52,48 @@ def _physical_cores() -> int:
 
 
 def host_cpu_flags() -> set[str]:
-    """The host's CPU feature flags as /proc/cpuinfo lists them (empty when unreadable)."""
-    key = "Features" if host_arch() == "aarch64" else "flags"  # how Linux names the list on ARM / x86
+    """The host's CPU feature flags as /proc/cpuinfo names them (empty when unreadable). On aarch64 they come
+    from the kernel's hwcaps, which /proc/cpuinfo prints as "Features": qemu-user emulates those for the
+    emulated core but passes the x86 host's /proc/cpuinfo through."""
+    if host_arch() == "aarch64":
+        hwcaps = _aarch64_hwcaps()
+        if hwcaps is not None:
+            return hwcaps
+    return set(cpuinfo_field("Features" if host_arch() == "aarch64" else "flags"))  # ARM / x86 name for the list
+
+
+def cpuinfo_field(key: str) -> list[str]:
+    """The words of /proc/cpuinfo's first `key:` line (empty when absent or unreadable)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
-                if line.startswith(key):
-                    return set(line.split(":", 1)[1].split())
+                name, _, value = line.partition(":")
+                if name.strip() == key:
+                    return value.split()
     except OSError:
         pass
-    return set()
+    return []
+
+
+# Linux's arm64 hwcap bits (uapi/asm/hwcap.h) in order, named as /proc/cpuinfo prints them under "Features".
+_HWCAP = ("fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm jscvt fcma lrcpc dcpop "
+          "sha3 sm3 sm4 asimddp sha512 sve asimdfhm dit uscat ilrcpc flagm ssbs sb paca pacg").split()
+_HWCAP2 = ("dcpodp sve2 sveaes svepmull svebitperm svesha3 svesm4 flagm2 frint svei8mm svef32mm svef64mm svebf16 "
+           "i8mm bf16").split()
+_AT_HWCAP, _AT_HWCAP2 = 16, 26
+
+
+def _aarch64_hwcaps() -> set[str] | None:
+    """getauxval(AT_HWCAP / AT_HWCAP2) as feature names; None where libc has no getauxval."""
+    import ctypes
+
+    try:
+        getauxval = ctypes.CDLL(None).getauxval
+    except (OSError, AttributeError):
+        return None
+    getauxval.restype, getauxval.argtypes = ctypes.c_ulong, [ctypes.c_ulong]
+    words = ((getauxval(_AT_HWCAP), _HWCAP), (getauxval(_AT_HWCAP2), _HWCAP2))
+    return {name for bits, names in words for i, name in enumerate(names) if bits >> i & 1}
 
 
 def host_arch() -> str:

@@ -85,6 +85,24 @@ def run_edgec(*args, cwd=None, check=False) -> subprocess.CompletedProcess:
     return proc
 
 
+def require_tool(tool: str, package: str) -> None:
+    """Skip, naming the Debian package, when `tool` is not on PATH."""
+    import shutil
+
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed (Debian package {package}; `make toolchain-aarch64` installs it "
+                    "as root)")
+
+
+@pytest.fixture(scope="session")
+def lenet_aarch64(lenet_onnx, tmp_path_factory) -> Path:
+    """LeNet compiled for generic aarch64 through the CLI, as the acceptance criteria word it."""
+    require_tool("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")
+    out = tmp_path_factory.mktemp("aarch64") / "lenet-aarch64.edgec"
+    run_edgec("compile", lenet_onnx, "--target", "aarch64", "-o", out, check=True)
+    return out
+
+
 @pytest.fixture(scope="session")
 def lenet_onnx(tmp_path_factory) -> Path:
     from edgec.frontend.export import export_onnx, resolve_exportable

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import zipfile
 from importlib import metadata
@@ -20,7 +19,7 @@ from edgec.backends.tvm import link
 from edgec.errors import EdgecError, UnsupportedError
 from edgec.runtime.artifact import read_manifest
 from edgec.targets import host_arch, resolve_target, target_names
-from tests.conftest import REPO, run_edgec
+from tests.conftest import REPO, require_tool, run_edgec
 
 os.environ.setdefault("EDGEC_CACHE_DIR", str(REPO / ".cache"))  # git-ignored; shared with CLI subprocesses
 
@@ -33,30 +32,15 @@ AARCH64_TARGETS = ("aarch64", "aarch64-cortex-a72", "aarch64-cortex-a76", "jetso
 pytestmark = pytest.mark.skipif(host_arch() != "x86_64", reason="cross-compiles from an x86-64 host")
 
 
-def _require(tool: str, package: str) -> None:
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} is not installed (Debian package {package}; `make toolchain-aarch64` installs it "
-                    "as root)")
-
-
 @pytest.fixture(scope="session")
 def board() -> userland.Userland:
     """The emulated board's userland (fetched once into .cache/aarch64), or a skip saying why not."""
-    _require("qemu-aarch64-static", "qemu-user-static")
+    require_tool("qemu-aarch64-static", "qemu-user-static")
     try:
         return userland.prepare(metadata.version("apache-tvm"), metadata.version("apache-tvm-ffi"),
                                 metadata.version("numpy"))
     except emu.EmulationUnavailable as e:
         pytest.skip(f"no emulated arm64 userland: {e}")
-
-
-@pytest.fixture(scope="session")
-def lenet_aarch64(lenet_onnx, tmp_path_factory) -> Path:
-    """LeNet compiled for generic aarch64 through the CLI, as the acceptance criterion words it."""
-    _require("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")
-    out = tmp_path_factory.mktemp("aarch64") / "lenet-aarch64.edgec"
-    run_edgec("compile", lenet_onnx, "--target", "aarch64", "-o", out, check=True)
-    return out
 
 
 def _elf_machine(artifact: Path) -> tuple[bytes, int]:
@@ -128,7 +112,7 @@ def test_emulation_refuses_an_x86_artifact_before_starting(lenet_artifacts):
 def test_cpu_specific_lenet_runs_on_its_emulated_core(board, lenet_onnx, lenet_artifacts, target, tmp_path):
     from edgec.compiler import compile_model
 
-    _require("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")
+    require_tool("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")
     artifact = compile_model(lenet_onnx, target, tmp_path / "m.edgec").path
     x = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
     run = emu.run(artifact, [x], warmup=0, iters=1)
@@ -152,7 +136,7 @@ def test_resnet18_under_emulation_matches_the_x86_build(board, tmp_path):
     from edgec.frontend.export import export_onnx
     from edgec.zoo import registry, train
 
-    _require("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")
+    require_tool("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")
     entry = registry.get("resnet18")
     if train.cached_metrics("resnet18"):
         net = train.load_trained("resnet18")

@@ -244,16 +244,23 @@ def test_compare_exits_1_on_divergence_and_says_what_it_wrote(lenet_onnx, tmp_pa
                                   ["compile", "m.onnx", "--target", "cpux", "-o", "x.edgec"],
                                   ["export", "lenet", "--opset", "3", "-o", "x.onnx"],
                                   ["export", "lenet", "--input-shape", "28by28", "-o", "x.onnx"],
-                                  ["tune", "m.onnx", "--target", "cpu", "--trials", "0", "--tuning-db", "d"]])
+                                  ["tune", "m.onnx", "--target", "cpu", "--trials", "0", "--tuning-db", "d"],
+                                  ["bench", "model.edgec", "--rpc-tracker", "nohost", "--rpc-key", "k"],
+                                  ["bench", "model.edgec", "--rpc-tracker", "127.0.0.1:9190"],
+                                  ["report", "lenet", "--rpc-key", "rpi4", "-o", "r"],
+                                  ["tune", "m.onnx", "--target", "aarch64", "--tuning-db", "d", "--rpc-tracker",
+                                   "h:1", "--rpc-key", "k", "--rpc-timeout", "0"],
+                                  ["board", "serve", "--tracker", "127.0.0.1:9190"],
+                                  ["board", "list", "--tracker", "127.0.0.1"]])
 def test_argument_errors_come_before_any_heavy_import(argv):
     code, heavy, err = _imports_of(*argv)
     assert code == 2 and heavy == [] and err.startswith("edgec: error: ")
 
 
 @pytest.mark.parametrize("command", ["export", "optimize", "compile", "bench", "report", "inspect", "compare",
-                                     "tune", "zoo"])
+                                     "tune", "zoo", "board", "board serve", "board list"])
 def test_help_imports_no_toolchain(command):
-    code, heavy, _ = _imports_of(command, "--help")
+    code, heavy, _ = _imports_of(*command.split(), "--help")
     assert code == 0 and heavy == []
 
 

@@ -302,6 +302,27 @@ CLI_CASES = [
     ("bench", "--batch 0", ["bench", "model.edgec", "--batch", "0"], 2, "--batch 0: must be >= 1"),
     ("bench", "--iters not a number", ["bench", "model.edgec", "--iters", "many"], 2,
      "Invalid value for '--iters': 'many' is not a valid integer. (see --help)"),
+    ("bench", "--rpc-tracker not HOST:PORT", ["bench", "model.edgec", "--rpc-tracker", "rpi4", "--rpc-key", "rpi4"],
+     2, "--rpc-tracker 'rpi4': expected HOST:PORT, e.g. 127.0.0.1:9190"),
+    ("bench", "--rpc-tracker without --rpc-key", ["bench", "model.edgec", "--rpc-tracker", "127.0.0.1:1"], 2,
+     "--rpc-tracker needs --rpc-key KEY: the key the boards serve under (`edgec board list --tracker 127.0.0.1:1` "
+     "lists them)"),
+    ("bench", "ORT artifact over TVM RPC", ["bench", "model.edgec", "--rpc-tracker", "127.0.0.1:1", "--rpc-key",
+                                            "rpi4"], 2,
+     "model.edgec: ort artifacts cannot run over TVM RPC, which runs TVM modules; bench it on the board itself "
+     "(`edgec bench` there), or compile with --backend tvm"),
+    ("bench", "RPC tracker unreachable", ["bench", "avx512.edgec", "--rpc-tracker", "127.0.0.1:1", "--rpc-key",
+                                          "rpi4"], 2,
+     "RPC tracker 127.0.0.1:1 is unreachable (Connection refused); start it there with `python -m "
+     "tvm.exec.rpc_tracker --host 0.0.0.0 --port 1` or check --rpc-tracker"),
+    ("bench", "board unreachable", ["bench", "avx512.edgec", "--rpc", "127.0.0.1:1"], 2,
+     "board at 127.0.0.1:1 is unreachable (Connection refused); start it there with `edgec board serve --port 1` or "
+     "check --rpc"),
+    ("board", "list: tracker unreachable", ["board", "list", "--tracker", "127.0.0.1:1"], 2,
+     "RPC tracker 127.0.0.1:1 is unreachable (Connection refused); start it there with `python -m "
+     "tvm.exec.rpc_tracker --host 0.0.0.0 --port 1` or check --tracker"),
+    ("board", "serve: --tracker without --key", ["board", "serve", "--tracker", "127.0.0.1:1"], 2,
+     "--tracker needs --key: the name clients ask the tracker for (e.g. --key rpi4)"),
     ("inspect", "missing ONNX file", ["inspect", "nope.onnx"], 2, "nope.onnx: no such file"),
     ("inspect", "random bytes", ["inspect", "random.onnx"], 2, f"random.onnx: {CORRUPT}"),
     ("inspect", "missing artifact", ["inspect", "nope.edgec"], 2,

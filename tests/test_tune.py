@@ -22,6 +22,10 @@ TARGET = "x86-64-avx2"
 
 @pytest.fixture(scope="module")
 def conv_onnx(tmp_path_factory):
+    return one_conv_model(tmp_path_factory.mktemp("tune") / "conv.onnx")
+
+
+def one_conv_model(path):
     """Conv 8->16 (3x3, pad 1) + bias + ReLU on a fixed 1x8x16x16 input: one fused kernel worth tuning."""
     rng = np.random.default_rng(0)
     weight = numpy_helper.from_array((0.1 * rng.standard_normal((16, 8, 3, 3))).astype(np.float32), "W")
@@ -30,7 +34,6 @@ def conv_onnx(tmp_path_factory):
         [helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["y"])],
         "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 16, 16])], [weight, bias])
-    path = tmp_path_factory.mktemp("tune") / "conv.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return path
 
@@ -116,3 +119,25 @@ def test_cuda_tuning_is_refused_without_its_gpu(conv_onnx, tmp_path):
 def test_cross_targets_are_refused(conv_onnx, tmp_path):
     with pytest.raises(UnsupportedError, match=r"cannot tune target 'aarch64' here: its code runs on aarch64"):
         tune_model(str(conv_onnx), "aarch64", 4, str(tmp_path))
+
+
+def test_a_failed_tune_leaves_the_database_as_it_was(tmp_path):
+    from edgec.targets import resolve_target
+
+    store = Store(tmp_path / "db", resolve_target(TARGET))
+    store.save_kernels({"k": {"task": "fused_conv2d", "rules_s": 1e-4, "trials": 2}})
+    before = store.kernels_path.read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        with store.staged() as staged:
+            staged.save_kernels({"k": {"task": "fused_conv2d", "rules_s": 1e-4, "trials": 4}, "j": {"task": "x"}})
+            raise KeyboardInterrupt  # a tune interrupted half-way
+    assert store.kernels_path.read_bytes() == before and sorted(p.name for p in store.root.iterdir()) == [TARGET]
+    with store.staged() as staged:  # a tune that completes: moved into place
+        staged.save_kernels({"j": {"task": "x"}})
+    assert store.kernels() == {"j": {"task": "x"}} and sorted(p.name for p in store.root.iterdir()) == [TARGET]
+
+    fresh = Store(tmp_path / "new" / "db", resolve_target(TARGET))
+    with pytest.raises(RuntimeError):
+        with fresh.staged():
+            raise RuntimeError("the board went away")
+    assert not (tmp_path / "new").exists()  # no directory made for it is left either

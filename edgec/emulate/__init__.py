@@ -26,17 +26,16 @@ import numpy as np
 import edgec
 from edgec.emulate.userland import QEMU, EmulationUnavailable, Userland, prepare
 from edgec.errors import EdgecError, InternalError, UnsupportedError
-from edgec.metrics.compare import Elementwise
 from edgec.runtime.artifact import read_manifest
-from edgec.runtime.bench import make_inputs
+from edgec.runtime.bench import REFERENCE_ATOL, compare_to_reference, load_reference, make_inputs
 
 __all__ = ["run", "bench", "compare", "summary", "check", "EmulatedRun", "EmulationUnavailable", "ATOL",
-           "RUNTIME_FILES"]
+           "RUNTIME_FILES", "runtime_tree", "qemu_cpu"]
 
-ATOL = 1e-4  # max abs difference allowed between the emulated outputs and the host build's
-MATCH = Elementwise(atol=ATOL, rtol=0.0)
+ATOL = REFERENCE_ATOL  # max abs difference allowed between the emulated outputs and the host build's
+compare = compare_to_reference
 # all of edgec a board needs
-RUNTIME_FILES = ("__init__.py", "errors.py", "files.py", "targets.py", "tvm_process.py", "runtime")
+RUNTIME_FILES = ("__init__.py", "errors.py", "files.py", "targets.py", "tvm_process.py", "metrics", "runtime")
 NOTE = "measured under qemu-user emulation on an x86-64 host: not a board latency"
 _QEMU_CPU = {"generic": "cortex-a53"}  # the oldest Armv8-A core qemu models: generic code must run there
 
@@ -58,7 +57,7 @@ def run(artifact: str | Path, inputs: list[np.ndarray], warmup: int = 1, iters: 
     The timed calls use the inputs' first `timed_rows` rows when given (all of them otherwise)."""
     manifest = read_manifest(artifact)
     board = _userland_for(artifact, manifest)
-    cpu = _qemu_cpu(manifest["target"].get("tvm", {}).get("mcpu", "generic"))
+    cpu = qemu_cpu(manifest["target"].get("tvm", {}).get("mcpu", "generic"))
     with tempfile.TemporaryDirectory(prefix="edgec-emulate-") as tmp:
         app = _board_app(Path(tmp) / "app")
         np.savez(Path(tmp) / "inputs.npz", *inputs)
@@ -89,7 +88,7 @@ def bench(artifact: str | Path, reference: str | Path | None = None, warmup: int
     if device != "cpu":
         raise EdgecError(f"--emulate runs on the emulated board's CPU; drop --device {device}")
     manifest = read_manifest(artifact)
-    ref = _load_reference(reference, manifest) if reference is not None else None  # fail before emulating
+    ref = load_reference(reference, manifest) if reference is not None else None  # fail before emulating
     specs = [(i["name"], tuple(i["shape"]), i["dtype"]) for i in manifest["inputs"]]
     feeds = make_inputs(specs, batch, shapes=shapes)
     result = run(artifact, list(feeds.values()), warmup, iters)
@@ -107,26 +106,6 @@ def bench(artifact: str | Path, reference: str | Path | None = None, warmup: int
     if ref is not None:
         out["reference"] = compare(result.outputs, ref, feeds)
     return out
-
-
-def compare(outputs: list[np.ndarray], reference, feeds: dict) -> dict:
-    """Run `reference` (a loaded host build of the same model) on `feeds`; the max abs difference of `outputs`."""
-    expected = list(reference.run(feeds).values())
-    results = [MATCH(a, b) for a, b in zip(outputs, expected, strict=True)]
-    err = max(r.max_abs_err if r.max_abs_err is not None else float("inf") for r in results)
-    return {"artifact": reference.path, "target": reference.manifest["target"]["name"], "max_abs_err": err,
-            "atol": ATOL, "within_atol": all(results)}
-
-
-def _load_reference(reference: str | Path, manifest: dict):
-    import edgec.runtime as rt
-
-    ref = rt.load(reference)
-    want = [(o["name"], tuple(o["shape"])) for o in manifest["outputs"]]
-    if [(name, shape) for name, shape, _ in ref.outputs] != want:
-        raise EdgecError(f"{reference}: outputs {ref.outputs} differ from the emulated artifact's {want}; "
-                         "pass a build of the same model for this host (--target cpu)")
-    return ref
 
 
 def summary(result: dict) -> str:
@@ -168,14 +147,15 @@ def _userland_for(artifact, manifest: dict) -> Userland:
                    toolchain.get("tvm_ffi") or metadata.version("apache-tvm-ffi"), metadata.version("numpy"))
 
 
-def _qemu_cpu(mcpu: str) -> str:
+def qemu_cpu(mcpu: str) -> str:
+    """The core qemu-user emulates for a target's -mcpu: itself where qemu models it, Cortex-A53 for generic."""
     known = subprocess.run([QEMU, "-cpu", "help"], capture_output=True, text=True).stdout.split()
     cpu = _QEMU_CPU.get(mcpu, mcpu)
     return cpu if cpu in known else "max"
 
 
-def _board_app(app: Path) -> Path:
-    """A directory with what a board installs of edgec (RUNTIME_FILES) and the board-side script."""
+def runtime_tree(app: Path) -> Path:
+    """Copy what a board installs of edgec (RUNTIME_FILES) into app/edgec; returns `app`, for its PYTHONPATH."""
     package = Path(edgec.__file__).parent
     for name in RUNTIME_FILES:
         src = package / name
@@ -184,5 +164,11 @@ def _board_app(app: Path) -> Path:
         else:
             (app / "edgec").mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, app / "edgec" / name)
+    return app
+
+
+def _board_app(app: Path) -> Path:
+    """A directory with what a board installs of edgec and the board-side script."""
+    runtime_tree(app)
     shutil.copy2(Path(__file__).with_name("board.py"), app / "board.py")
     return app

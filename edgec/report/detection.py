@@ -60,7 +60,7 @@ def evaluate(subject, data, targets, precisions, backends, out_dir: Path, warmup
     sample = data.x[:1]
     ref_latency, throughput = latency(lambda: per_image(subject.outputs(sample)), warmup, iters)
     ref_row = score(ref, ref, data)
-    rows = [row(subject.framework, "cpu", "fp32", latency_ms=ref_latency, throughput_per_s=throughput,
+    rows = [row(subject.framework, "cpu", "fp32", latency_ms=ref_latency, throughput_per_s=throughput, ran_on="host",
                  note=f"reference; mAP@0.5:0.95 {100 * ref_row['map_50_95']:.2f}%", **ref_row)]
     for precision in precisions:
         for target in targets:
@@ -86,7 +86,7 @@ def evaluate(subject, data, targets, precisions, backends, out_dir: Path, warmup
                          for n in (result.manifest.get("nms") or {}).get("nodes", [])]
                 note = "; ".join(n for n in [f"accuracy is mAP@0.5, mAP@0.5:0.95 {100 * values['map_50_95']:.2f}%",
                                              *where, engine_note(result)] if n)
-                rows.append(row(backend, target, precision, note=note, latency_ms=row_latency,
+                rows.append(row(backend, target, precision, note=note, latency_ms=row_latency, ran_on="host",
                                  throughput_per_s=throughput, artifact_bytes=artifact.stat().st_size,
                                  compile_s=round(result.seconds, 3), **values))
     host = host_info()

@@ -18,11 +18,13 @@ from edgec.errors import EdgecError, UnsupportedError
 from edgec.frontend.datasets import load_dataset
 from edgec.metrics.accuracy import top1, top1_agreement
 from edgec.metrics.compare import errors
-from edgec.report import detection
+from edgec.report import detection, on_board
 from edgec.report.host import host_info
 from edgec.report.rows import engine_note, latency, row
+from edgec.runtime.remote.session import BoardSpec
 
 DEFAULT_BACKENDS = ("tvm", "ort")
+HOST, EMULATED = "host", "qemu-user on this host"  # where a row ran ("ran_on"), besides rpc:KEY (HOST:PORT)
 
 
 @dataclass
@@ -84,14 +86,19 @@ def _run_all(run_one, x: np.ndarray) -> np.ndarray:
 
 def evaluate(model: str, targets, precisions, dataset: str, out_dir: Path, backends=DEFAULT_BACKENDS,
              warmup: int = 10, iters: int = 100, progress: Callable[[str], None] | None = None,
-             emulate: bool | None = None) -> dict:
-    """Build the report dict (contract schema); artifacts land in out_dir/artifacts/. Rows this host cannot
-    run natively: aarch64 ones under qemu-user when `emulate` (None: when qemu is installed), CUDA ones
-    "unsupported" with their compile figures."""
+             emulate: bool | None = None, board: BoardSpec | None = None) -> dict:
+    """Build the report dict (contract schema, plus each row's "ran_on"); artifacts land in out_dir/artifacts/.
+    tvm rows the `board` runs are measured there (over TVM RPC); other rows this host cannot run natively:
+    aarch64 ones under qemu-user when `emulate` (None: when qemu is installed), CUDA ones "unsupported" with
+    their compile figures."""
     say = progress or (lambda message: None)
+    board_info = on_board.probe(board, targets, backends) if board else None  # before anything is compiled
     subject = prepare_subject(model, out_dir)
     data = load_dataset(dataset, subject.onnx_path, subject.zoo_entry)
     if data.targets is not None:  # boxes: mAP rows (edgec/report/detection.py)
+        if board:
+            raise UnsupportedError("report --rpc-*: detector rows (mAP, NMS on the host) are measured on this host "
+                                   "only; drop --rpc-tracker/--rpc, or bench the detector's artifact on the board")
         return detection.evaluate(subject, data, targets, precisions, backends, out_dir, warmup, iters, say)
     say(f"reference ({subject.framework}) on {len(data.x)} samples")
     ref = np.concatenate([subject.reference(data.x[i:i + 256]) for i in range(0, len(data.x), 256)])
@@ -101,15 +108,15 @@ def evaluate(model: str, targets, precisions, dataset: str, out_dir: Path, backe
     ref_latency, throughput = latency(lambda: subject.reference(sample), warmup, iters)
     rows = [row(subject.framework, "cpu", "fp32", accuracy=ref_acc, top1_agreement=top1_agreement(ref, ref),
                 max_abs_err=0.0, mean_abs_err=0.0, latency_ms=ref_latency, throughput_per_s=throughput,
-                note="reference")]
+                note="reference", ran_on=HOST)]
     for precision in precisions:
         for target in targets:
             for backend in backends:
                 say(f"{backend} {target} {precision}")
                 rows.append(_measure(subject, data, ref, backend, target, precision, out_dir, warmup, iters,
-                                     calib=dataset, emulate=emulate))
+                                     calib=dataset, emulate=emulate, board=(board, board_info)))
     host = host_info()
-    return {
+    result = {
         "model": subject.name,
         "dataset": data.name,
         "n_eval": int(len(data.x)),
@@ -118,6 +125,9 @@ def evaluate(model: str, targets, precisions, dataset: str, out_dir: Path, backe
         "reference": {"framework": subject.framework, "accuracy": ref_acc},
         "rows": rows,
     }
+    if board_info:
+        result["board"] = board_info
+    return result
 
 
 def check_classes(name: str, scores: np.ndarray, data) -> None:
@@ -131,8 +141,9 @@ def check_classes(name: str, scores: np.ndarray, data) -> None:
 
 
 def _measure(subject, data, ref, backend, target, precision, out_dir, warmup, iters, calib: str,
-             emulate: bool | None = None) -> dict:
-    """One row. int8 calibrates on `calib`: digits' training split, or the given .npz itself."""
+             emulate: bool | None = None, board: tuple = (None, None)) -> dict:
+    """One row. int8 calibrates on `calib`: digits' training split, or the given .npz itself. `board`: (BoardSpec,
+    what the board said) or (None, None)."""
     from edgec.quantize.pipeline import Int8Options
 
     artifact = out_dir / "artifacts" / f"{subject.name}-{backend}-{target}-{precision}.edgec"
@@ -145,12 +156,17 @@ def _measure(subject, data, ref, backend, target, precision, out_dir, warmup, it
         return row(backend, target, precision, "failed", f"compile: {e}")
     size = artifact.stat().st_size
     compiled = {"artifact_bytes": size, "compile_s": round(result.seconds, 3)}
-    where, why_not = runnable_here(result.manifest, emulate)
+    spec, info = board
+    where, why_not = ("board", "") if info and on_board.runs_there(result.manifest, info) else \
+        runnable_here(result.manifest, emulate)
     if where is None:
         note = "; ".join(n for n in (engine_note(result), f"compiled; not runnable here: {why_not}") if n)
         return row(backend, target, precision, "unsupported", note, **compiled)
+    ran_on = {"board": info and f"{info['device']} ({info['address']})", "emulated": EMULATED}.get(where, HOST)
     try:
-        if where == "emulated":
+        if where == "board":
+            outs, row_latency, throughput, note = on_board.measure(spec, artifact, data.x, warmup, iters)
+        elif where == "emulated":
             outs, row_latency, throughput, note = _emulated(artifact, data.x, warmup, iters)
         else:
             module = rt.load(artifact, device=result.manifest["target"]["device"])
@@ -170,7 +186,7 @@ def _measure(subject, data, ref, backend, target, precision, out_dir, warmup, it
                                              f"{', '.join(quant['kept_float']) or 'none'}"]))
     return row(backend, target, precision, note=note, accuracy=top1(outs, data.y),
                top1_agreement=top1_agreement(outs, ref), max_abs_err=err.max_abs_err, mean_abs_err=err.mean_abs_err,
-               latency_ms=row_latency, throughput_per_s=throughput, **compiled)
+               latency_ms=row_latency, throughput_per_s=throughput, ran_on=ran_on, **compiled)
 
 
 def runnable_here(manifest: dict, emulate: bool | None) -> tuple[str | None, str]:

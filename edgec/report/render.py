@@ -51,12 +51,21 @@ def markdown(report: dict) -> str:
              f"Latency: batch 1, one input reused, after warm-up.", "",
              f"Host: {host['cpu']} ({host['cores']} cores; {', '.join(host['cpu_features']) or 'no ISA flags read'}); "
              f"GPUs: {', '.join(host['gpus']) or 'none'}; edgec {report['edgec_version']}.", "",
+             *([board_line(report["board"]), ""] if report.get("board") else []),
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
     extra = notes(report)
     if extra:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in extra]
     return "\n".join(lines) + "\n"
+
+
+def board_line(board: dict) -> str:
+    """Where the board rows ran: 'Board: board 'rpi4' at 10.0.0.7:9090 (aarch64, Raspberry Pi 4 ...; ...)'."""
+    kind = "emulated by qemu-user" if board["emulated"] else board["model"] or board["machine"]
+    return (f"Board (TVM RPC): {board['name']} ({board['arch']}, {kind}; CPU features "
+            f"{' '.join(board['cpu_features']) or 'none read'}); the rows it ran say so in their notes and in "
+            "report.json's ran_on.")
 
 
 def html_page(report: dict) -> str:
@@ -74,7 +83,8 @@ figure{{display:inline-block;margin:1em}}img{{max-width:560px}}</style></head><b
 <h1>edgec report: {esc(report['model'])}</h1>
 <p>Dataset <b>{esc(report['dataset'])}</b>, {report['n_eval']} held-out samples; reference
 {esc(report['reference']['framework'])} fp32, accuracy {_fmt(report['reference']['accuracy'], 'pct')}.
-Host: {esc(host['cpu'])}, {host['cores']} cores; GPUs: {esc(', '.join(host['gpus']) or 'none')}.</p>
+Host: {esc(host['cpu'])}, {host['cores']} cores; GPUs: {esc(', '.join(host['gpus']) or 'none')}.
+{esc(board_line(report['board'])) if report.get('board') else ''}</p>
 <table><tr>{head}</tr>{body}</table>
 <ul>{note_items}</ul>
 {images}

@@ -7,10 +7,12 @@ from edgec.runtime.bench import latency_stats, time_calls
 
 
 def row(backend, target, precision, status="ok", note="", **values) -> dict:
-    """One report row; every figure not given is None (not measured), never invented."""
+    """One report row; every figure not given is None (not measured), never invented. "ran_on": where it was
+    measured ("host", "qemu-user on this host", "rpc:KEY (HOST:PORT)"), None when it was not run."""
     result = {"backend": backend, "target": target, "precision": precision, "accuracy": None, "map_50_95": None,
               "top1_agreement": None, "max_abs_err": None, "mean_abs_err": None, "latency_ms": None,
-              "throughput_per_s": None, "artifact_bytes": None, "compile_s": None, "status": status, "note": note}
+              "throughput_per_s": None, "artifact_bytes": None, "compile_s": None, "status": status, "note": note,
+              "ran_on": None}
     result.update(values)
     return result
 

@@ -9,7 +9,10 @@ import time
 import numpy as np
 
 from edgec.errors import EdgecError
+from edgec.metrics.compare import Elementwise
 from edgec.runtime.inputs import random_inputs
+
+REFERENCE_ATOL = 1e-4  # max abs difference allowed from a host build (--reference) of outputs computed elsewhere
 
 
 def input_shapes(inputs, batch: int | None = None, shapes: dict | None = None) -> dict[str, tuple[int, ...]]:
@@ -106,3 +109,24 @@ def benchmark(module, warmup: int = 10, iters: int = 100, batch: int | None = No
         "peak_rss_mb": peak_rss_mb(),
         "input_shapes": {name: list(x.shape) for name, x in feeds.items()},
     }
+
+
+def load_reference(path, manifest: dict):
+    """`--reference`: a host build of the same model as the artifact with `manifest`, loaded here."""
+    import edgec.runtime as rt
+
+    ref = rt.load(path)
+    want = [(o["name"], tuple(o["shape"])) for o in manifest["outputs"]]
+    if [(name, shape) for name, shape, _ in ref.outputs] != want:
+        raise EdgecError(f"{path}: outputs {ref.outputs} differ from the benched artifact's {want}; pass a build "
+                         "of the same model for this host (--target cpu)")
+    return ref
+
+
+def compare_to_reference(outputs: list[np.ndarray], reference, feeds: dict) -> dict:
+    """Run `reference` (a loaded host build) on `feeds`; how far `outputs`, computed elsewhere, are from it."""
+    match = Elementwise(atol=REFERENCE_ATOL, rtol=0.0)
+    results = [match(a, b) for a, b in zip(outputs, reference.run(feeds).values(), strict=True)]
+    err = max(r.max_abs_err if r.max_abs_err is not None else float("inf") for r in results)
+    return {"artifact": reference.path, "target": reference.manifest["target"]["name"], "max_abs_err": err,
+            "atol": REFERENCE_ATOL, "within_atol": all(results)}

@@ -20,10 +20,8 @@ import sys
 import types
 from contextlib import contextmanager
 
-from edgec.targets import host_arch
-
 _PACKAGE = "tvm.s_tir.tensor_intrin"
-_HOST_MODULE = {"x86_64": "x86", "aarch64": "arm_cpu"}
+_ARCH_MODULE = {"x86_64": "x86", "aarch64": "arm_cpu"}
 
 
 def only_intrinsics(name: str) -> types.ModuleType:
@@ -41,12 +39,13 @@ def only_intrinsics(name: str) -> types.ModuleType:
 
 
 @contextmanager
-def host_intrinsics_only():
-    """While in the block, `tvm.s_tir.tensor_intrin` is a stand-in holding only the host ISA's intrinsics
-    (what MetaSchedule's `TuneContext` imports it for, for a CPU search)."""
+def arch_intrinsics_only(arch: str):
+    """While in the block, `tvm.s_tir.tensor_intrin` is a stand-in holding only the intrinsics of the ISA `arch`
+    ("x86_64", "aarch64": the target's, which a board may measure), what MetaSchedule's `TuneContext` imports it
+    for, for a CPU search."""
     with _stand_in_package():
-        if host_arch() in _HOST_MODULE:
-            only_intrinsics(_HOST_MODULE[host_arch()])
+        if arch in _ARCH_MODULE:
+            only_intrinsics(_ARCH_MODULE[arch])
         yield
 
 

@@ -11,8 +11,12 @@ The repository ships databases in tuning/; compile uses the one for its target u
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from edgec.targets import Target
@@ -35,6 +39,32 @@ class Store:
         self.root = Path(root)
         self.dir = self.root / target_key(target)
         self.kernels_path = self.dir / "kernels.json"
+
+    @contextmanager
+    def staged(self):
+        """A Store writing into a copy of this target's directory, moved into place when the block completes: a
+        tune that fails (a board lost, Ctrl-C) leaves the database as it was, and no directory it created."""
+        made = [d for d in (self.root, *self.root.parents) if not d.exists()]
+        self.root.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{self.dir.name}.", suffix=".partial", dir=self.root))
+        stage.chmod(0o755)  # as a plain mkdir would make it, not mkdtemp's 0700
+        try:
+            if self.dir.is_dir():
+                shutil.copytree(self.dir, stage, dirs_exist_ok=True)
+            staged = copy.copy(self)
+            staged.dir, staged.kernels_path = stage, stage / self.kernels_path.name
+            yield staged
+            old = stage.with_suffix(".old")
+            if self.dir.exists():
+                os.rename(self.dir, old)
+            os.rename(stage, self.dir)
+            shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            for d in made:  # innermost first
+                if d.is_dir() and not any(d.iterdir()):
+                    d.rmdir()
+            raise
 
     def exists(self) -> bool:
         return self.kernels_path.is_file()

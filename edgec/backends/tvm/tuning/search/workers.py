@@ -34,11 +34,14 @@ def workers_without_torch():
                 os.environ["PYTHONPATH"] = previous
 
 
-def in_process_builder():
-    """A MetaSchedule builder that compiles candidates here, one after another."""
+def in_process_builder(export=None):
+    """A MetaSchedule builder that compiles candidates here, one after another; `export(module) -> path` writes
+    each (default: MetaSchedule's .tar of objects, which the runner links when it loads it)."""
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
     from tvm.s_tir.meta_schedule.builder.local_builder import default_export
+
+    export = export or default_export
 
     @derived_object
     class InProcessBuilder(PyBuilder):
@@ -46,7 +49,7 @@ def in_process_builder():
             results = []
             for item in build_inputs:
                 try:
-                    results.append(BuilderResult(default_export(build(item.mod, item.target)), None))
+                    results.append(BuilderResult(export(build(item.mod, item.target)), None))
                 except Exception as e:  # a candidate TVM cannot build is a failed trial, not a failed tune
                     results.append(BuilderResult(None, f"{type(e).__name__}: {str(e).strip()[-300:]}"))
             return results
