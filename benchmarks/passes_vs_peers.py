@@ -4,10 +4,11 @@ Peers: onnxslim (`onnxslim.slim`) and ONNX Runtime's offline-optimized model at 
 (SessionOptions.optimized_model_filepath with ORT_ENABLE_BASIC, which keeps standard ONNX ops).
 Models: four small ones built here (ResNet-style block net with BatchNorm, MobileNet-style depthwise net,
 MLP with Dropout and Identity, a graph of constant subgraphs and transpose pairs), then every zoo entry
-(untrained weights: counts and times do not depend on the values), exported with BatchNorm kept.
+(untrained weights: counts and times do not depend on the values), exported with BatchNorm kept, and with
+--real the real-model suite (edgec.zoo.real: 7 transformers architectures x 2 PyTorch exporters, static shapes).
 Each optimized model is also run with ONNX Runtime against the original (max abs error column).
 
-    .venv/bin/python benchmarks/passes_vs_peers.py [--repeat 3] [--no-zoo] [--json out.json]
+    .venv/bin/python benchmarks/passes_vs_peers.py [--repeat 3] [--no-zoo] [--real] [--json out.json]
 """
 
 from __future__ import annotations
@@ -167,6 +168,20 @@ def zoo_models() -> dict:
     return {f"zoo:{name}": (lambda e=entry: _torch_export(e.build(), e.input_shape)) for name, entry in ZOO.items()}
 
 
+def real_models() -> dict:
+    """The real-model suite (edgec.zoo.real), each model from both PyTorch exporters at its static shapes."""
+    from edgec.frontend.export import export_module
+    from edgec.zoo import real
+
+    def build(name: str, exporter: str) -> onnx.ModelProto:
+        module, inputs = real.build(name)
+        with tempfile.TemporaryDirectory() as tmp:
+            return onnx.load(export_module(module, inputs, Path(tmp) / "m.onnx", exporter=exporter))
+
+    return {f"real:{name} ({exporter})": (lambda n=name, e=exporter: build(n, e))
+            for name in real.MODELS for exporter in ("torchscript", "dynamo")}
+
+
 def edgec_optimize(model: onnx.ModelProto) -> onnx.ModelProto:
     return run_pipeline(model, DEFAULT_PIPELINE, PassContext(validate=False))[0]
 
@@ -225,9 +240,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per tool and model (median reported)")
     parser.add_argument("--no-zoo", action="store_true", help="only the models built here")
+    parser.add_argument("--real", action="store_true",
+                        help="also the real-model suite (transformers' BERT, ViT, ResNet-50, ... from both exporters)")
     parser.add_argument("--json", help="also write the raw figures to this file")
     args = parser.parse_args()
-    builders = dict(BUILT, **({} if args.no_zoo else zoo_models()))
+    builders = dict(BUILT, **({} if args.no_zoo else zoo_models()), **(real_models() if args.real else {}))
     warm_up = mlp_dropout()
     for optimize in TOOLS.values():  # one-off imports and rule compilation are not optimize time
         optimize(warm_up)

@@ -147,24 +147,29 @@ def cli(debug: bool) -> None:
 @cli.command()
 @click.argument("model")
 @click.option("--input-shape", "input_shape", metavar="DIMS", help="Export shape, e.g. 1x1x28x28.")
-@click.option("--opset", default=17, show_default=True, type=int, help="ONNX opset to export.")
+@click.option("--opset", type=int, help="ONNX opset to export.  [default: 18 dynamo, 17 torchscript]")
+@click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]),
+              help="PyTorch's exporter: dynamo (torch.export based, PyTorch's default) or torchscript (legacy). "
+                   "[default: dynamo; torchscript for zoo networks, as their artifacts and docs were made]")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx file.")
-def export(model: str, input_shape: str | None, opset: int, output: str) -> None:
+def export(model: str, input_shape: str | None, opset: int | None, exporter: str | None, output: str) -> None:
     """Export a zoo network (trained) or MODULE:CALLABLE returning a torch.nn.Module to ONNX."""
-    from edgec.frontend.export import check_opset, export_onnx, resolve_exportable
+    from edgec.frontend.export import DEFAULT_OPSET, check_opset, export_onnx, resolve_exportable
     from edgec.frontend.shapes import parse_dims
 
     given = parse_dims(input_shape) if input_shape else None  # argument errors before torch is imported
+    exporter = exporter or ("dynamo" if ":" in model else "torchscript")
+    opset = DEFAULT_OPSET[exporter] if opset is None else opset
     check_opset(opset)
     with _status(True, f"export {model}"):
         net, default_shape, outputs = resolve_exportable(model)
         shape = given or default_shape
         if shape is None:
             raise EdgecError(f"'{model}' has no default input shape; pass --input-shape, e.g. 1x3x224x224")
-        path = export_onnx(net, shape, output, opset=opset, output_names=outputs)
+        path = export_onnx(net, shape, output, opset=opset, output_names=outputs, exporter=exporter)
     traced = "x".join(map(str, shape))
     click.echo(f"wrote {path} ({model}, input batchx{'x'.join(map(str, shape[1:]))}: batch symbolic, traced at "
-               f"{traced}; opset {opset})")
+               f"{traced}; {exporter} exporter, opset {opset})")
 
 
 @cli.command()
@@ -277,8 +282,9 @@ def compile_cmd(model, target, backend, precision, calib, calib_method, calib_sa
 
             result = compile_model(model, target, output, backend=backend, precision=precision, input_shapes=shapes,
                                    int8=int8, tuning_db=tuning_db, nms=nms, weightless=weightless, progress=stage)
-    if as_json:
-        _echo_json(result.manifest)
+    if as_json:  # the manifest, plus this compile's times (kept out of the artifact: it is byte-reproducible)
+        _echo_json(dict(result.manifest, compile={"seconds": round(result.seconds, 3), "stages_s": result.stages,
+                                                  "toolchain_import_s": result.toolchain_s}))
         return
     size = result.path.stat().st_size
     for name, record in result.manifest.get("backend_selection", {}).get("candidates", {}).items():
@@ -762,14 +768,15 @@ def zoo_train(name: str) -> None:
 @zoo.command(name="export")
 @click.argument("name")
 @click.option("--input-shape", "input_shape", metavar="DIMS", help="Export shape, e.g. 1x3x224x224.")
-@click.option("--opset", default=17, show_default=True, type=int)
+@click.option("--opset", type=int, help="[default: 18 dynamo, 17 torchscript]")
+@click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="torchscript", show_default=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
 @click.pass_context
-def zoo_export(ctx, name: str, input_shape: str | None, opset: int, output: str) -> None:
+def zoo_export(ctx, name: str, input_shape: str | None, opset: int | None, exporter: str, output: str) -> None:
     """Export the trained zoo network NAME to ONNX."""
     if ":" in name:
         raise EdgecError(f"'{name}' is not a zoo name; use `edgec export MODULE:CALLABLE` for your own modules")
-    ctx.invoke(export, model=name, input_shape=input_shape, opset=opset, output=output)
+    ctx.invoke(export, model=name, input_shape=input_shape, opset=opset, exporter=exporter, output=output)
 
 
 def _report_error(message: str, code: int) -> int:

@@ -101,3 +101,18 @@ def test_auto_records_random_inputs_only_where_no_data_fits(tmp_path):
     np.savez(tmp_path / "v.npz", x=np.ones((3, 16), np.float32))
     feeds, what = verification_inputs(model, str(tmp_path / "mlp.onnx"), verify_data=str(tmp_path / "v.npz"))
     assert what == "the first 8 samples of v.npz" and len(feeds) == 3
+
+
+def test_auto_falls_back_to_ort_when_tvm_cannot_import_and_says_so(tmp_path):
+    import onnx
+
+    from tests.test_reliability_errors import tiny_model
+
+    onnx.save(tiny_model(act="LpNormalization"), tmp_path / "lpnorm.onnx")  # no TVM converter, no ONNX function body
+    out = run_edgec("compile", str(tmp_path / "lpnorm.onnx"), "--target", "cpu", "--backend", "auto", "-o",
+                    str(tmp_path / "lpnorm.edgec"), check=True).stdout
+    assert "  tvm: failed, " in out
+    assert "(op LpNormalization), ai.onnx opset 17, is not supported by the tvm backend" in out
+    assert "  ort: verified, p50 " in out and "wrote " in out and "(ort, target cpu" in out
+    selection = rt.load(tmp_path / "lpnorm.edgec").manifest["backend_selection"]
+    assert selection["chosen"] == "ort" and selection["candidates"]["tvm"]["verdict"] == "failed"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +213,15 @@ def test_debug_shows_traceback(tmp_path):
     proc = run_edgec("--debug", "compile", "missing.onnx", "--target", "cpu", "-o", "x.edgec", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "edgec: error: missing.onnx: no such file"
+
+
+def test_compile_json_reports_each_stage_time_outside_the_artifact(lenet_onnx, tmp_path):
+    out = json.loads(run_edgec("compile", lenet_onnx, "--target", "cpu", "-o", tmp_path / "a.edgec", "--json",
+                               check=True).stdout)
+    times = out.pop("compile")
+    assert list(times["stages_s"])[:2] == ["load", "passes"] and list(times["stages_s"])[-1] == "package"
+    assert {"import", "schedule", "build", "link"} <= set(times["stages_s"])
+    assert abs(sum(times["stages_s"].values()) - times["seconds"]) < 0.01 and times["toolchain_import_s"] >= 0
+    with zipfile.ZipFile(tmp_path / "a.edgec") as z:
+        manifest = json.loads(z.read("manifest.json"))
+    assert "compile" not in manifest and out["files"] == manifest["files"]

@@ -11,7 +11,7 @@ from edgec.errors import EdgecError
 from edgec.frontend.loader import input_specs
 from edgec.frontend.reference import Reference
 from edgec.metrics.compare import errors
-from edgec.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
+from edgec.passes import DEFAULT_PIPELINE, PassContext, get_pass, run_pipeline
 from edgec.passes.manager import op_histogram
 from edgec.runtime.inputs import random_inputs
 
@@ -231,7 +231,8 @@ def test_training_dropout_stays():
 def test_dropout_whose_mask_is_used_becomes_constant_true():
     model = _dropout_model(13, mask=True)
     out = optimize(model)
-    assert ops(out) == {"ConstantOfShape": 1, "Relu": 1}
+    assert ops(out) == {"Relu": 1}  # the all-true mask: ConstantOfShape of a static shape, folded to a weight
+    assert [t.name for t in out.graph.initializer] == ["mask"]
     assert_same_outputs(model, out)
 
 
@@ -376,3 +377,31 @@ def test_reshape_shape_computed_at_run_time_becomes_constant():
     shape = next(t for t in out.graph.initializer if t.name == out.graph.node[0].input[1])
     assert numpy_helper.to_array(shape).tolist() == [-1, 7, 64]
     assert_same_outputs(model, out)
+
+
+# --- slim (onnxslim) ----------------------------------------------------------------------------------------
+
+def test_slim_reinfers_shapes_onnxslim_annotates_wrongly():
+    """An uneven Split (7 -> 2, 2, 2, 1): onnxslim's own shape inference wrote [1] for the first output,
+    and ONNX's strict inference then refused the model (ONNX node test test_split_1d_uneven_split_opset18)."""
+    model = make_model([helper.make_node("Split", ["x"], ["a", "b", "c", "d"], axis=0, num_outputs=4),
+                        helper.make_node("Relu", ["a"], ["y"])],
+                       {"x": [7]}, {"y": [2], "b": [2], "c": [2], "d": [1]}, opset=18)
+    out = optimize(model)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in out.graph.output}
+    assert shapes == {"y": [2], "b": [2], "c": [2], "d": [1]}
+    assert_same_outputs(model, out)
+
+
+def test_slim_keeps_the_model_and_says_why_when_onnxslim_fails(monkeypatch):
+    import onnxslim
+
+    def broken(*args, **kwargs):
+        raise ValueError("list.remove(x): x not in list")
+
+    monkeypatch.setattr(onnxslim, "slim", broken)
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": [2]}, {"y": [2]})
+    ctx = PassContext()
+    out = get_pass("slim")(model, ctx)
+    assert out is model
+    assert ctx.notes == ["slim skipped: onnxslim failed (ValueError: list.remove(x): x not in list)"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import logging
 import os
 import sys
 import warnings
@@ -48,28 +51,64 @@ def check_opset(opset: int) -> None:
         raise EdgecError(f"--opset {opset}: supported opsets are 7..23")
 
 
-def export_onnx(net, input_shape: tuple[int, ...], path: str | os.PathLike, opset: int = 17,
-                output_names: tuple[str, ...] = ("logits",), dynamic_batch: bool = True) -> Path:
+EXPORTERS = ("dynamo", "torchscript")  # torch.onnx.export(dynamo=True): PyTorch's default since 2.9; dynamo=False
+DEFAULT_OPSET = {"dynamo": 18, "torchscript": 17}  # the dynamo exporter's lowest opset is 18
+
+
+def export_onnx(net, input_shape: tuple[int, ...], path: str | os.PathLike, opset: int | None = None,
+                output_names: tuple[str, ...] = ("logits",), dynamic_batch: bool = True,
+                exporter: str = "torchscript") -> Path:
     """Export `net` (eval mode) with one float input called 'input'; batch dim symbolic by default."""
-    check_opset(opset)
     import torch
 
-    example = torch.zeros(input_shape, dtype=torch.float32)
     axes = {name: {0: "batch"} for name in ("input", *output_names)} if dynamic_batch else None
     if axes is not None:  # outputs whose first axis is not the batch (e.g. NMS rows) say so on the module
         axes.update(getattr(net, "onnx_dynamic_axes", {}))
+    return export_module(net, {"input": torch.zeros(input_shape, dtype=torch.float32)}, path, opset, output_names,
+                         exporter, axes)
+
+
+def export_module(net, inputs: dict, path: str | os.PathLike, opset: int | None = None,
+                  output_names: tuple[str, ...] = ("logits",), exporter: str = "torchscript",
+                  dynamic_axes: dict | None = None) -> Path:
+    """Export `net` (eval mode) called with `inputs` ({name: example tensor}, in forward's argument order) with
+    either PyTorch exporter; the file appears only when the export succeeded."""
+    if exporter not in EXPORTERS:
+        raise EdgecError(f"--exporter {exporter!r}: choose one of {', '.join(EXPORTERS)}")
+    opset = DEFAULT_OPSET[exporter] if opset is None else opset
+    check_opset(opset)
+    if exporter == "dynamo" and opset < DEFAULT_OPSET["dynamo"]:
+        raise EdgecError(f"--opset {opset}: the dynamo exporter writes opset 18 or later; pass --opset 18 or "
+                         "--exporter torchscript")
+    import torch
+
     path = Path(path)
 
     def write(tmp: str) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(net.eval(), (example,), tmp, input_names=["input"], output_names=list(output_names),
-                              dynamic_axes=axes, opset_version=opset, dynamo=False)
+        quiet_logs = logging.getLogger("torch.onnx"), logging.getLogger("torch._dynamo")
+        levels = [log.level for log in quiet_logs]
+        try:
+            for log in quiet_logs:  # "torchvision is not installed. Skipping torchvision::nms" and the like
+                log.setLevel(logging.ERROR)
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # dynamo's progress lines
+                warnings.simplefilter("ignore")
+                torch.onnx.export(net.eval(), tuple(inputs.values()), tmp, input_names=list(inputs),
+                                  output_names=list(output_names), dynamic_axes=dynamic_axes, opset_version=opset,
+                                  dynamo=exporter == "dynamo")
+        finally:
+            for log, level in zip(quiet_logs, levels):
+                log.setLevel(level)
 
     try:
         write_atomic(path, write)
-    except (RuntimeError, TypeError, ValueError) as e:
+    except EdgecError:  # the output path
+        raise
+    except Exception as e:  # both exporters raise many types (torch._dynamo, onnxscript, RuntimeError ...)
+        while e.__cause__ is not None:  # the dynamo exporter wraps the reason in "step 3/3 ... Next steps"
+            e = e.__cause__
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EdgecError(f"PyTorch could not export the model with input shape "
-                         f"{'x'.join(map(str, input_shape))}: {message}") from None
+        shapes = ", ".join(f"{n}={'x'.join(map(str, t.shape))}" for n, t in inputs.items())
+        other = "torchscript" if exporter == "dynamo" else "dynamo"
+        raise EdgecError(f"PyTorch's {exporter} exporter could not export the model at {shapes}: "
+                         f"{message}; check the input shape, or try --exporter {other}") from None
     return path

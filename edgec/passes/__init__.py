@@ -13,6 +13,7 @@ from edgec.passes import (  # noqa: F401  (each module registers its pass)
     fuse_matmul_add,
     infer_shapes,
     normalize_opset,
+    slim,
 )
 from edgec.passes.base import PassContext, PassRecord, available_passes, get_pass, register
 from edgec.passes.manager import DEFAULT_PIPELINE, optimize_file, run_pipeline

@@ -12,13 +12,15 @@ import onnx_ir as ir
 
 from edgec.passes.base import PassContext, PassRecord, get_pass
 
-# Order matters: upgrade the opset first (later rules assume modern op signatures); drop Identity/Dropout and
+# Order matters: upgrade the opset first (later rules assume modern op signatures); let onnxslim fold the
+# shape chains static dims allow and apply its fusions (edgec's own passes then go further); drop Identity/Dropout and
 # fold constants so each BatchNormalization sits right after its producer; MatMul+Add -> Gemm so BN folds into
 # that too; then cancel layout pairs, fold what fusion exposed, merge duplicates, sweep and re-infer shapes.
 # A BN that cannot fuse stays one node, as in ORT and onnxslim: batchnorm_to_affine (Mul + Add) is opt-in.
 DEFAULT_PIPELINE = (
     "normalize_opset",
     "infer_shapes",
+    "slim",
     "eliminate_identity",
     "fold_constants",
     "fuse_matmul_add",

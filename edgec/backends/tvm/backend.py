@@ -9,11 +9,11 @@ import tempfile
 import onnx
 
 from edgec.backends.base import Backend, CompileOptions, Payload
-from edgec.backends.tvm import cubin, link, lower_rnn, pipelines
+from edgec.backends.tvm import cubin, expand_functions, link, lower_rnn, pipelines
 from edgec.backends.tvm.tuning.database.store import NO_DATABASE
 from edgec.errors import EdgecError, InternalError, UnsupportedError
 from edgec.frontend.loader import graph_inputs, node_label
-from edgec.passes import PassContext
+from edgec.passes import PassContext, get_pass
 from edgec.targets import Target, cuda_arch
 from edgec.tvm_process import prepare_tvm
 
@@ -94,6 +94,12 @@ def import_relax(model: onnx.ModelProto, model_path: str):
     if lower_rnn.has_recurrent_ops(model):  # TVM's importer has no RNN/GRU/LSTM converter
         model = lower_rnn.run(model, PassContext(model_path=model_path))
         lowered.append("lower_rnn")
+    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
+
+    model, expanded = expand_functions.run(model, _get_convert_map())  # ops the spec defines as functions
+    if expanded:  # their bodies' Constant nodes (value_ints ...) become weights, what TVM's importer takes
+        model = get_pass("fold_constants")(model, PassContext(model_path=model_path))
+        lowered += [f"expand_functions:{op}" for op in expanded]
     check_ops_supported(model, model_path)
     dtypes = {v.name: onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
               for v in graph_inputs(model)}
@@ -101,7 +107,7 @@ def import_relax(model: onnx.ModelProto, model_path: str):
         return from_onnx(model, dtype_dict=dtypes, keep_params_in_input=False), lowered
     except Exception as e:  # TVM raises TVMError/ValueError/... from deep in the importer
         raise EdgecError(f"{model_path}: TVM could not import the model: {_error_summary(e)}; "
-                         "try --backend ort") from None
+                         "try --backend ort, or --backend auto to keep the fastest backend that compiles it") from None
 
 
 def tuned_kernels(tuning_db: str | None, target: Target):
@@ -136,10 +142,13 @@ def check_ops_supported(model: onnx.ModelProto, model_path: str) -> None:
     from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
 
     supported = _get_convert_map()
+    opsets = {op.domain or "ai.onnx": op.version for op in model.opset_import}
     for i, node in enumerate(model.graph.node):
         if node.domain not in ("", "ai.onnx") or node.op_type not in supported:
-            raise UnsupportedError(f"{model_path}: {node_label(node, i)} is not supported by the tvm backend "
-                                   "(TVM's ONNX importer has no converter for it); compile with --backend ort")
+            opset = f"{node.domain or 'ai.onnx'} opset {opsets.get(node.domain or 'ai.onnx', '?')}"
+            raise UnsupportedError(f"{model_path}: {node_label(node, i)}, {opset}, is not supported by the tvm "
+                                   "backend (TVM's ONNX importer has no converter for it); compile with --backend "
+                                   "ort, or --backend auto to keep the fastest backend that compiles it")
 
 
 def _error_summary(e: Exception) -> str:
