@@ -58,6 +58,20 @@ def test_payload_is_host_library_with_a_cubin_for_the_arch(cuda_artifacts):
     assert b"\x05\x00\x00\x00\x00\x00\x00\x00cubin" in library and b"__global__" not in library  # no source
 
 
+def test_the_packed_modules_are_where_tvms_loader_looks(cuda_artifacts, tmp_path):
+    """`__tvm_ffi__library_bin` (an .incbin of the packed modules, not a C array) is an exported symbol whose
+    leading u64 is the length of what follows: the host library, then the CUDA module with its cubin."""
+    import ctypes
+    import os
+
+    path = tmp_path / "model.so"
+    path.write_bytes(_library(cuda_artifacts[("cuda-sm_90", "fp32")].path))
+    symbol = ctypes.c_uint64.in_dll(ctypes.CDLL(str(path), mode=os.RTLD_LAZY), "__tvm_ffi__library_bin")
+    blob = ctypes.string_at(ctypes.addressof(symbol), 8 + symbol.value)
+    assert blob.index(b"_lib") < blob.index(b"cuda") < blob.index(b"cubin")
+    assert _cubin_archs(blob) == [90]
+
+
 def test_each_arch_gets_its_own_machine_code(cuda_artifacts):
     sm80, sm90 = (cuda_artifacts[(t, "fp32")] for t in ("cuda-sm_80", "cuda-sm_90"))
     assert _cubin_archs(_library(sm80.path)) == [80]

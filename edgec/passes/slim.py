@@ -12,9 +12,10 @@ Two departures from `onnxslim.slim(model)`:
   150 MB embedding: 29 s of a 2-layer GPT-2's 30), and no shape chain reads a weight that large.
 A model with a training-mode Dropout is left alone (onnxslim removes every Dropout; that one is random), and so
 is one onnxslim fails on (a note says why). Shapes are inferred again afterwards with ONNX's inference: onnxslim's
-own annotates an uneven Split's outputs wrongly.
+own annotates an uneven Split's outputs wrongly. Nodes onnxslim rebuilt keep the names of those they replace.
 """
 
+import collections
 import contextlib
 import io
 import math
@@ -64,7 +65,25 @@ def run(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
     slimmed.graph.input.extend(real_inputs)
     used = _names_read(slimmed.graph)
     slimmed.graph.initializer.extend(t for t in hidden if t.name in used)
+    _keep_node_names(original.graph, slimmed.graph)
     return slimmed
+
+
+def _keep_node_names(before: onnx.GraphProto, after: onnx.GraphProto) -> None:
+    """Give a node onnxslim rebuilt (a Conv it fused a BN into is named after its output tensor) the name of the
+    node it replaced: the one node of the same op reading the same first input. Errors, engine reports and
+    `compare` name nodes as the user's file does."""
+    keys = [(n.op_type, n.input[0] if n.input else "") for n in before.node]
+    counts = collections.Counter(keys)
+    unique = {key: n.name for key, n in zip(keys, before.node) if counts[key] == 1 and n.name}
+    taken = {n.name for n in after.node}
+    originals = {n.name for n in before.node}
+    for node in after.node:
+        name = unique.get((node.op_type, node.input[0] if node.input else ""))
+        if name and node.name not in originals and name not in taken:
+            taken.discard(node.name)
+            node.name = name
+            taken.add(name)
 
 
 def _has_training_dropout(model: onnx.ModelProto) -> bool:

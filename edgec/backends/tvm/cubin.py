@@ -82,16 +82,21 @@ _HOOK = "tvm_callback_cuda_compile"
 
 
 def fpack_imports(target: Target):
-    """export_library's `fpack_imports`: the library binary with cubins in place of CUDA source, as C."""
+    """export_library's `fpack_imports`: the library binary with cubins in place of CUDA source, as an assembler
+    file that includes it (`.incbin`): a C array of it, as TVM writes, takes g++ minutes and gigabytes for a
+    model with large weights (GPT-2's 270 MB: the link failed)."""
     from tvm.runtime import _ffi_api
 
     def pack(module, is_system_lib: bool, prefix: str, workspace_dir: str) -> str:
         if is_system_lib or prefix:
             raise InternalError(f"target '{target.name}': edgec packs CUDA kernels for shared libraries only")
         blob = _ffi_api.ModulePackImportsToTensor(module).numpy().tobytes()
-        path = os.path.join(workspace_dir, "devc.c")
+        data = os.path.join(workspace_dir, "devc.bin")
+        with open(data, "wb") as f:
+            f.write(with_cubins(blob, lambda source: compile_cubin(source, target)))
+        path = os.path.join(workspace_dir, "devc.S")
         with open(path, "w", encoding="ascii") as f:
-            f.write(_c_source(with_cubins(blob, lambda source: compile_cubin(source, target))))
+            f.write(_assembler_source(data))
         return path
 
     return pack
@@ -151,11 +156,18 @@ def _skip_function_table(buf: bytes, pos: int) -> int:
     return pos
 
 
-def _c_source(blob: bytes) -> str:
-    """The library binary as the C array TVM's loader looks up (as runtime.ModulePackImportsToC writes it)."""
-    rows = (",".join(f"0x{b:02x}" for b in blob[i:i + 20]) for i in range(0, len(blob), 20))
-    return ("extern const unsigned char __tvm_ffi__library_bin[];\n"
-            f"const unsigned char __tvm_ffi__library_bin[{len(blob)}] = {{\n" + ",\n".join(rows) + "\n};\n")
+def _assembler_source(data_file: str) -> str:
+    """The symbol TVM's loader looks up (`__tvm_ffi__library_bin`, as runtime.ModulePackImportsToC defines it):
+    read-only data holding `data_file`'s bytes (an absolute path: the compiler's working directory is not the
+    workspace's; the path does not reach the object), for the GNU assembler of any ELF target (x86-64, aarch64)."""
+    return ("\t.section .rodata\n"
+            "\t.globl __tvm_ffi__library_bin\n"
+            "\t.type __tvm_ffi__library_bin, %object\n"
+            "\t.balign 16\n"
+            "__tvm_ffi__library_bin:\n"
+            f"\t.incbin \"{data_file}\"\n"
+            "\t.size __tvm_ffi__library_bin, . - __tvm_ffi__library_bin\n"
+            "\t.section .note.GNU-stack,\"\",%progbits\n")
 
 
 def _read_bytes(buf: bytes, pos: int) -> tuple[bytes, int]:
