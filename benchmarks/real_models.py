@@ -66,16 +66,13 @@ def first_line(e: BaseException) -> str:
     return (text or type(e).__name__)[:300]
 
 
-def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.abs(actual - expected).max() / np.abs(expected).max())
-
-
 def one_model(name: str, exporter: str, work: Path, args) -> dict:
     import torch
 
     import edgec.runtime as rt
     from edgec.compiler import compile_model
     from edgec.frontend.export import export_module
+    from edgec.metrics.compare import errors
     from edgec.zoo import real
 
     row: dict = {"model": name, "exporter": exporter}
@@ -99,7 +96,7 @@ def one_model(name: str, exporter: str, work: Path, args) -> dict:
             result = compile_model(onnx_path, "cpu", artifact, backend=backend)
             got = rt.load(artifact).run(feeds)["logits"]
             row[backend] = {"status": "ok", "compile_s": round(result.seconds, 1),
-                            "max_rel_err": relative_error(got, expected)}
+                            "max_rel_err": errors(got, expected).rel_err}
             artifacts[backend] = artifact
         except Exception as e:
             row[backend] = {"status": "failed", "error": first_line(e)}

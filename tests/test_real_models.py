@@ -6,7 +6,6 @@ seven full configs; benchmarks/real_models.py times them against ONNX Runtime an
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
 import pytest
 
@@ -15,6 +14,7 @@ pytest.importorskip("transformers", reason="the real-model suite needs transform
 import edgec.runtime as rt  # noqa: E402
 from edgec.compiler import compile_model  # noqa: E402
 from edgec.frontend.export import export_module  # noqa: E402
+from edgec.metrics.compare import errors  # noqa: E402
 from edgec.zoo import real  # noqa: E402
 
 REL_TOL = 1e-4  # max abs error / max |PyTorch output|
@@ -31,17 +31,14 @@ def export_and_reference(name: str, exporter: str, path):
     return path, {k: v.numpy() for k, v in inputs.items()}, expected
 
 
-def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.abs(actual - expected).max() / np.abs(expected).max())
-
-
 def check_compiles_and_matches(name: str, exporter: str, backend: str, tmp_path) -> None:
     onnx_path, feeds, expected = export_and_reference(name, exporter, tmp_path / f"{name}.{exporter}.onnx")
     artifact = tmp_path / f"{name}.{backend}.edgec"
     compile_model(onnx_path, "cpu", artifact, backend=backend)
     got = rt.load(artifact).run(feeds)["logits"]
     assert got.shape == expected.shape
-    assert relative_error(got, expected) <= REL_TOL, (name, exporter, backend, relative_error(got, expected))
+    rel_err = errors(got, expected).rel_err
+    assert rel_err <= REL_TOL, (name, exporter, backend, rel_err)
 
 
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])

@@ -37,6 +37,18 @@ def node_label(node: onnx.NodeProto, index: int | None = None) -> str:
     return f"node '{name}' (op {printable(node.op_type)}{domain})"
 
 
+def names_read(node: onnx.NodeProto) -> set[str]:
+    """The values a node reads: its inputs, and what its subgraphs read from enclosing scopes (their nodes'
+    inputs, and outputs that name an outer value)."""
+    names = set(node.input)
+    for attr in node.attribute:
+        for sub in [attr.g] * attr.HasField("g") + list(attr.graphs):
+            names.update(v.name for v in sub.output)
+            for inner in sub.node:
+                names |= names_read(inner)
+    return names
+
+
 def load_model(path: str | os.PathLike, input_shapes: dict | None = None) -> onnx.ModelProto:
     """Read, validate and shape-infer `path`, applying {input name (or None): dims} overrides."""
     path = Path(path)

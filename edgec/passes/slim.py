@@ -23,7 +23,7 @@ import math
 import onnx
 import onnx_ir as ir
 
-from edgec.frontend.loader import infer_shapes
+from edgec.frontend.loader import infer_shapes, names_read
 from edgec.passes.base import PassContext, register
 from edgec.passes.eliminate_identity import is_inference_dropout
 
@@ -63,7 +63,7 @@ def run(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
     real_inputs = [v for v in slimmed.graph.input if v.name not in names]
     del slimmed.graph.input[:]
     slimmed.graph.input.extend(real_inputs)
-    used = _names_read(slimmed.graph)
+    used = {v.name for v in slimmed.graph.output}.union(*(names_read(n) for n in slimmed.graph.node))
     slimmed.graph.initializer.extend(t for t in hidden if t.name in used)
     _keep_node_names(original.graph, slimmed.graph)
     return slimmed
@@ -92,14 +92,3 @@ def _has_training_dropout(model: onnx.ModelProto) -> bool:
     ir_model = ir.from_proto(model)
     opset = ir_model.opset_imports.get("", 1)
     return any(n.op_type == "Dropout" and not is_inference_dropout(n, opset) for n in ir_model.graph)
-
-
-def _names_read(graph: onnx.GraphProto) -> set[str]:
-    """Every value name the graph's nodes (subgraphs included) and outputs read."""
-    names = {v.name for v in graph.output}
-    for node in graph.node:
-        names.update(node.input)
-        for attr in node.attribute:
-            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
-                names |= _names_read(sub)
-    return names

@@ -96,11 +96,12 @@ def import_relax(model: onnx.ModelProto, model_path: str):
         lowered.append("lower_rnn")
     from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
 
-    model, expanded = expand_functions.run(model, _get_convert_map())  # ops the spec defines as functions
+    supported = _get_convert_map()
+    model, expanded = expand_functions.run(model, supported)  # ops the spec defines as functions
     if expanded:  # their bodies' Constant nodes (value_ints ...) become weights, what TVM's importer takes
         model = get_pass("fold_constants")(model, PassContext(model_path=model_path))
         lowered += [f"expand_functions:{op}" for op in expanded]
-    check_ops_supported(model, model_path)
+    check_ops_supported(model, model_path, supported)
     dtypes = {v.name: onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
               for v in graph_inputs(model)}
     try:
@@ -137,11 +138,8 @@ def nms_unsupported(model: onnx.ModelProto, node: onnx.NodeProto) -> str | None:
     return only_graph_output(model, node)
 
 
-def check_ops_supported(model: onnx.ModelProto, model_path: str) -> None:
-    """Fail before import, naming the first node whose op TVM's ONNX importer lacks."""
-    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
-
-    supported = _get_convert_map()
+def check_ops_supported(model: onnx.ModelProto, model_path: str, supported) -> None:
+    """Fail before import, naming the first node whose op is not in `supported` (TVM's ONNX converters)."""
     opsets = {op.domain or "ai.onnx": op.version for op in model.opset_import}
     for i, node in enumerate(model.graph.node):
         if node.domain not in ("", "ai.onnx") or node.op_type not in supported:

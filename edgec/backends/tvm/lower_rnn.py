@@ -26,7 +26,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgec.errors import UnsupportedError
-from edgec.frontend.loader import node_label
+from edgec.frontend.loader import names_read, node_label
 from edgec.passes.base import PassContext
 
 RECURRENT_OPS = ("RNN", "GRU", "LSTM")
@@ -329,16 +329,6 @@ class _Lowering:
         return [ys[t] for t in sorted(ys)], h, c
 
 
-def _names_used(node: onnx.NodeProto) -> set[str]:
-    """Inputs of the node and of every node in its subgraphs (which may read outer-scope values)."""
-    names = set(node.input)
-    for attr in node.attribute:
-        for sub in [attr.g] * attr.HasField("g") + list(attr.graphs):
-            for inner in sub.node:
-                names |= _names_used(inner)
-    return names
-
-
 def _remove_dead_nodes(graph: onnx.GraphProto) -> None:
     """Drop nodes and initializers that no graph output depends on (e.g. the zero initial-state builders)."""
     needed = {o.name for o in graph.output}
@@ -346,7 +336,7 @@ def _remove_dead_nodes(graph: onnx.GraphProto) -> None:
     for node in reversed(graph.node):
         if any(o in needed for o in node.output):
             keep.append(node)
-            needed |= _names_used(node)
+            needed |= names_read(node)
     del graph.node[:]
     graph.node.extend(reversed(keep))
     needed |= {i.name for i in graph.input}
