@@ -1,12 +1,13 @@
 """edgec on the CPU against the tools its users already have, measured in one run.
 
 edgec (TVM backend: schedule rules, plus the tuning database shipped in tuning/ for this CPU if
-any; `--tuning-db none` for rules only) vs ONNX Runtime vs OpenVINO vs
-PyTorch eager, on ResNet-18-224, MobileNetV2-224 (torchvision-shaped, 1000 classes, random
-weights), LeNet-5 and, named `zoo:NAME`, the zoo's trained networks at their zoo input size
-(`--models zoo` for all classifiers), batch 1 and 8. Every runner gets the same input; their calls are
-interleaved in short blocks, round-robin, so machine noise hits all of them alike; the table shows medians and
-the edgec/ONNX Runtime ratio (lower is better; 1.0 = parity).
+any; `--tuning-db none` for rules only) vs ONNX Runtime vs OpenVINO (fp32: INFERENCE_PRECISION_HINT=f32;
+and at its default precision, named in the table: bf16 on a CPU with AVX512_BF16) vs PyTorch eager, on
+ResNet-18-224, MobileNetV2-224 (torchvision-shaped, 1000 classes, random weights), LeNet-5 and, named
+`zoo:NAME`, the zoo's trained networks at their zoo input size (`--models zoo` for all classifiers), batch 1
+and 8. Every runtime gets the same input and is timed in its own process (benchmarks/peer_timing.py: two
+runtimes in one process distort each other's thread pools), the processes alternating round by round; the
+table shows the median over rounds of each process's p50, and edgec's ratio to each peer (lower is better).
 
     .venv/bin/python benchmarks/cpu_peers.py                      # full table
     .venv/bin/python benchmarks/cpu_peers.py --models lenet --batches 1 --rounds 50
@@ -17,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from peer_timing import time_peers  # noqa: E402 (benchmarks/, next to this script)
 
 
 def networks() -> dict:
@@ -68,95 +68,72 @@ def export(name: str, batch: int, workdir: Path):
     return net, x.numpy(), path
 
 
-def runners(net, x: np.ndarray, onnx_path: Path, workdir: Path, tuning_db: str | None = None) -> tuple[dict, dict]:
-    """name -> zero-argument callable returning the output; plus notes (compile time, skips)."""
-    import onnxruntime as ort
-    import torch
-
-    import edgec.runtime as rt
+def compile_edgec(onnx_path: Path, workdir: Path, tuning_db: str | None = None) -> tuple[Path, dict]:
+    """(artifact, notes: compile seconds, kernels taken from a tuning database)."""
     from edgec.compiler import compile_model
 
-    notes = {}
     artifact = workdir / (onnx_path.stem + ".edgec")
     start = time.perf_counter()
     manifest = compile_model(onnx_path, "cpu", artifact, backend="tvm", tuning_db=tuning_db).manifest
-    notes["compile_s"] = time.perf_counter() - start
-    notes["kernels_from_db"] = len(manifest["backend_config"].get("tuning", {}).get("kernels_from_db", []))
+    return artifact, {"compile_s": time.perf_counter() - start,
+                      "kernels_from_db": len(manifest["backend_config"].get("tuning", {}).get("kernels_from_db", []))}
+
+
+def max_abs_err_vs_ort(artifact: Path, onnx_path: Path, x: np.ndarray) -> float:
+    import onnxruntime as ort
+
+    import edgec.runtime as rt
+
     model = rt.load(str(artifact), device="cpu")
-    name = model.inputs[0][0]
-    out = {"edgec": lambda: model.run({name: x})[model.outputs[0][0]]}
-
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    out["onnxruntime"] = lambda: session.run(None, {"input": x})[0]
-    try:
-        import openvino as ov
-
-        compiled = ov.Core().compile_model(str(onnx_path), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
-        request = compiled.create_infer_request()
-        out["openvino"] = lambda: request.infer({0: x})[compiled.output(0)]
-    except ImportError as e:
-        notes["openvino"] = f"unavailable ({e})"
-    tx = torch.from_numpy(x)
-
-    def eager():
-        with torch.inference_mode():
-            return net(tx).numpy()
-
-    out["pytorch"] = eager
-    return out, notes
-
-
-def measure(fns: dict, rounds: int, block: int) -> dict:
-    """Median milliseconds per call.
-
-    Each round runs every runner for `block` consecutive calls (first one dropped): runtimes keep
-    their worker threads spinning for a while after a call, so switching runner on every call
-    would measure each one fighting the previous one's idle threads.
-    """
-    samples = {k: [] for k in fns}
-    names = list(fns)
-    for r in range(rounds):
-        for k in names[r % len(names):] + names[:r % len(names)]:
-            fns[k]()
-            for _ in range(block):
-                start = time.perf_counter()
-                fns[k]()
-                samples[k].append((time.perf_counter() - start) * 1e3)
-    return {k: statistics.median(v) for k, v in samples.items()}
+    got = model.run({model.inputs[0][0]: x})[model.outputs[0][0]]
+    expected = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    return float(np.abs(got - expected).max())
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet18,mobilenetv2,lenet")
     parser.add_argument("--batches", default="1,8")
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=4, help="processes per runtime, alternated")
+    parser.add_argument("--iters", type=int, default=30, help="timed calls per process (LeNet: use 300)")
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--tuning-db", help="edgec's tuning database (default: the one shipped in tuning/ for this "
                                              "CPU, if any; 'none': schedule rules only)")
     args = parser.parse_args()
-    os.environ.setdefault("TVM_FFI_DISABLE_TORCH_C_DLPACK", "1")
 
     rows = []
-    header = ("| model | batch | edgec p50 ms | ONNX Runtime | OpenVINO | PyTorch eager | edgec/ORT "
-              "| compile s | max abs err vs ORT |")
-    print(header)
-    print("|" + "---|" * 9)
+    head = ["model", "batch", "edgec p50 ms", "ONNX Runtime", "OpenVINO f32", "OpenVINO default", "PyTorch eager",
+            "edgec/ORT", "edgec/OpenVINO f32", "edgec/OpenVINO default", "compile s", "max abs err vs ORT"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
     with tempfile.TemporaryDirectory(prefix="edgec-peers-") as tmp:
+        work = Path(tmp)
         names = [m for spec in args.models.split(",") for m in (zoo_models() if spec == "zoo" else [spec])]
         for name in names:
             for batch in map(int, args.batches.split(",")):
-                net, x, path = export(name, batch, Path(tmp))
-                fns, notes = runners(net, x, path, Path(tmp), args.tuning_db)
-                err = float(np.abs(fns["edgec"]() - fns["onnxruntime"]()).max())
-                p50 = measure(fns, args.rounds, 5 if name in networks() and name != "lenet" else 50)
-                row = {"model": name, "batch": batch, "p50_ms": p50,
-                       "ratio_edgec_ort": p50["edgec"] / p50["onnxruntime"], "compile_s": notes["compile_s"],
-                       "max_abs_err_vs_ort": err, "notes": notes}
+                import torch
+
+                net, x, path = export(name, batch, work)
+                torch.save(net, work / "net.pt")
+                artifact, notes = compile_edgec(path, work, args.tuning_db)
+                err = max_abs_err_vs_ort(artifact, path, x)
+                paths = {"edgec": artifact, "onnxruntime": path, "openvino-f32": path, "openvino": path,
+                         "pytorch": work / "net.pt"}
+                p50, timing_notes = time_peers(paths, {"input": x}, work, args.rounds, args.iters)
+                row = {"model": name, "batch": batch, "p50_ms": p50, "compile_s": notes["compile_s"],
+                       "max_abs_err_vs_ort": err, "notes": {**notes, **timing_notes}}
                 rows.append(row)
-                ov = f"{p50['openvino']:.3f}" if "openvino" in p50 else "n/a"
-                print(f"| {name} | {batch} | {p50['edgec']:.3f} | {p50['onnxruntime']:.3f} | {ov} "
-                      f"| {p50['pytorch']:.3f} | {row['ratio_edgec_ort']:.2f} | {notes['compile_s']:.1f} "
-                      f"| {err:.1e} |", flush=True)
+
+                def ms(peer: str) -> str:
+                    return f"{p50[peer]:.3f}" if peer in p50 else timing_notes.get(peer, "n/a")[:40]
+
+                def ratio(peer: str) -> str:
+                    return f"{p50['edgec'] / p50[peer]:.2f}" if "edgec" in p50 and peer in p50 else "—"
+
+                default = f"{ms('openvino')} ({timing_notes['openvino']})" if "openvino" in p50 else ms("openvino")
+                print(f"| {name} | {batch} | {ms('edgec')} | {ms('onnxruntime')} | {ms('openvino-f32')} | {default} "
+                      f"| {ms('pytorch')} | {ratio('onnxruntime')} | {ratio('openvino-f32')} | {ratio('openvino')} "
+                      f"| {notes['compile_s']:.1f} | {err:.1e} |", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

@@ -10,18 +10,17 @@ ORT, checked against PyTorch, and timed against ONNX Runtime and OpenVINO on the
 Per model x exporter: export status and seconds; for edgec TVM and edgec ORT (`compile_model(..., "cpu")`):
 status, the first line of the error, compile seconds, max relative error vs PyTorch (max abs error / max
 |PyTorch|); p50 of edgec TVM, plain ONNX Runtime (an InferenceSession on the exported file, default options)
-and OpenVINO (CPU, LATENCY hint, INFERENCE_PRECISION_HINT f32) and the ratios edgec TVM / each. Every
-runtime is timed in its own process, the processes alternate round by round, and the table shows the median
-over rounds of each process's p50 (two runtimes in one process distort each other's thread pools).
+and OpenVINO (CPU, LATENCY hint, INFERENCE_PRECISION_HINT f32; and at its default precision, named in the
+table: bf16 on a host with AVX512_BF16) and the ratios edgec TVM / each. Every runtime is timed in its own
+process (benchmarks/peer_timing.py), the processes alternate round by round, and the table shows the median
+over rounds of each process's p50. `--top-kernels N` adds each TVM build's slowest kernels, with the rule that
+scheduled each and its MAC/ns (benchmarks/kernel_profile.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,33 +31,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's edgec
 
-TIMER = """
-import json, sys, time
-import numpy as np
-kind, path, feeds_path, iters = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-with np.load(feeds_path) as f:
-    feeds = {k: f[k] for k in f.files}
-if kind == "edgec":
-    import edgec.runtime as rt
-    m = rt.load(path)
-    call = lambda: m.run(feeds)
-elif kind == "onnxruntime":
-    import onnxruntime as ort
-    s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    call = lambda: s.run(None, feeds)
-else:
-    import openvino as ov
-    c = ov.Core().compile_model(path, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
-    r = c.create_infer_request()
-    call = lambda: r.infer(feeds)
-for _ in range(3):
-    call()
-t = []
-for _ in range(iters):
-    s0 = time.perf_counter(); call(); t.append((time.perf_counter() - s0) * 1e3)
-print(json.dumps(float(np.median(t))))
-"""
-PEERS = ("edgec", "onnxruntime", "openvino")
+from peer_timing import time_peers  # noqa: E402 (benchmarks/, next to this script)
+
+PEERS = ("edgec", "onnxruntime", "openvino-f32", "openvino")
 
 
 def first_line(e: BaseException) -> str:
@@ -114,19 +89,14 @@ def one_model(name: str, exporter: str, work: Path, args) -> dict:
         except Exception as e:
             row[target] = {"status": "failed", "error": first_line(e)}
     if "tvm" in artifacts and args.rounds:
-        np.savez(work / "feeds.npz", **feeds)
-        paths = {"edgec": artifacts["tvm"], "onnxruntime": onnx_path, "openvino": onnx_path}
-        p50s: dict[str, list[float]] = {peer: [] for peer in PEERS}
-        for _ in range(args.rounds):
-            for peer in PEERS:
-                out = subprocess.run([sys.executable, "-c", TIMER, peer, str(paths[peer]), str(work / "feeds.npz"),
-                                      str(args.iters)], capture_output=True, text=True, cwd=REPO,
-                                     env=dict(os.environ, PYTHONPATH=str(REPO)))
-                if out.returncode == 0:
-                    p50s[peer].append(json.loads(out.stdout.strip().splitlines()[-1]))
-                else:
-                    row.setdefault("timing_errors", {})[peer] = (out.stderr.strip().splitlines() or ["?"])[-1][:200]
-        row["p50_ms"] = {peer: statistics.median(v) for peer, v in p50s.items() if v}
+        paths = {"edgec": artifacts["tvm"], "onnxruntime": onnx_path, "openvino-f32": onnx_path,
+                 "openvino": onnx_path}
+        row["p50_ms"], notes = time_peers(paths, feeds, work, args.rounds, args.iters)
+        row["timing_notes"] = notes
+        if args.top_kernels:
+            from kernel_profile import profile_artifact
+
+            row["top_kernels"] = profile_artifact(artifacts["tvm"], onnx_path, args.top_kernels, runs=3)
     for path in work.glob(f"{name}.{exporter}.*"):
         path.unlink()
     return row
@@ -142,14 +112,18 @@ def cell(entry: dict | None) -> str:
 
 
 def table(rows: list[dict], cross: list[str]) -> str:
-    head = ["model", "exporter", "export", "edgec TVM", "edgec ORT", *cross, "p50 ms edgec TVM / ORT / OpenVINO",
-            "TVM / ORT", "TVM / OpenVINO"]
+    head = ["model", "exporter", "export", "edgec TVM", "edgec ORT", *cross,
+            "p50 ms edgec TVM / ORT / OpenVINO f32 / OpenVINO default", "TVM / ORT", "TVM / OpenVINO f32",
+            "TVM / OpenVINO default"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         p50 = r.get("p50_ms", {})
         times = " / ".join(f"{p50[p]:.2f}" if p in p50 else "—" for p in PEERS)
         ratio = [f"{p50['edgec'] / p50[p]:.2f}" if "edgec" in p50 and p in p50 else "—"
-                 for p in ("onnxruntime", "openvino")]
+                 for p in PEERS[1:]]
+        precision = r.get("timing_notes", {}).get("openvino")
+        if precision and "openvino" in p50:
+            ratio[-1] += f" ({precision})"
         export = r["export"]
         exp = f"ok {export['s']:.0f} s" if export["status"] == "ok" else f"**failed**: {export['error'][:120]}"
         extra = []
@@ -175,6 +149,8 @@ def main() -> int:
     parser.add_argument("--cross", default="", help="also compile for these targets, e.g. aarch64,cuda-sm_90")
     parser.add_argument("--emulate", default="", help="models whose aarch64 build runs under qemu vs x86")
     parser.add_argument("--json", help="also write the rows here (one JSON object per line)")
+    parser.add_argument("--top-kernels", type=int, default=0, metavar="N",
+                        help="also print each TVM build's N slowest kernels (benchmarks/kernel_profile.py)")
     args = parser.parse_args()
     args.cross = [t for t in args.cross.split(",") if t]
     args.emulate = [m for m in args.emulate.split(",") if m]
@@ -189,6 +165,9 @@ def main() -> int:
                     with open(args.json, "a") as f:
                         f.write(json.dumps(row) + "\n")
     print(table(rows, args.cross))
+    for r in rows:
+        if r.get("top_kernels"):
+            print(f"\n{r['model']} ({r['exporter']}), edgec TVM's top kernels:\n\n{r['top_kernels']}")
     return 0 if all(r.get(b, {}).get("status") == "ok" for r in rows for b in ("tvm", "ort")) else 1
 
 

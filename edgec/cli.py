@@ -367,9 +367,11 @@ def tune(model, target, trials, tuning_db, backend, input_shapes, as_json, rpc_t
 @click.option("--reference", type=click.Path(dir_okay=False),
               help="With --emulate or on a board: a host build of the same model; fail if outputs differ by more "
                    "than 1e-4.")
+@click.option("--kernels", type=int, metavar="N",
+              help="TVM artifacts: also time each compiled kernel and print the N slowest (calls, ms, share).")
 @_rpc_options()
-def bench(artifact, device, warmup, iters, batch, input_shapes, as_json, emulate, reference, rpc_tracker, rpc_key,
-          rpc_direct, rpc_timeout) -> None:
+def bench(artifact, device, warmup, iters, batch, input_shapes, as_json, emulate, reference, kernels, rpc_tracker,
+          rpc_key, rpc_direct, rpc_timeout) -> None:
     """Measure an artifact's latency on random inputs (p50/p90/p99, throughput, peak RSS), here or on a board
     over TVM RPC (timed on the board)."""
     from edgec.frontend.shapes import parse_input_shapes
@@ -384,6 +386,9 @@ def bench(artifact, device, warmup, iters, batch, input_shapes, as_json, emulate
                          + ("--emulate" if emulate else f"--device {device}"))
     if reference and not (emulate or board):
         raise EdgecError("--reference is only used with --emulate or on a board (--rpc-tracker, --rpc)")
+    if kernels is not None and (kernels < 1 or emulate or board):
+        raise EdgecError(f"--kernels {kernels}: must be >= 1" if kernels < 1 else
+                         "--kernels profiles an artifact running here: drop " + ("--emulate" if emulate else "--rpc*"))
     _require_file(artifact, "artifact file", "create one with `edgec compile`")
     shapes = parse_input_shapes(input_shapes, symbolic=False)
     if board:
@@ -406,8 +411,19 @@ def bench(artifact, device, warmup, iters, batch, input_shapes, as_json, emulate
 
     with _status(not as_json, f"loading {Path(artifact).name}"):
         module = rt.load(artifact, device=device)
+    if kernels and module.backend != "tvm":
+        raise EdgecError(f"--kernels: {artifact} is a '{module.backend}' artifact; per-kernel times need one compiled "
+                         "with --backend tvm")
     with _progress(not as_json, iters, f"bench {Path(artifact).name}") as advance:
         result = benchmark(module, warmup=warmup, iters=iters, batch=batch, progress=advance, shapes=shapes)
+    profile = None
+    if kernels:
+        from edgec.runtime.bench import make_inputs
+        from edgec.runtime.profile import profile_kernels
+
+        with _status(not as_json, "timing each kernel"):
+            profile = profile_kernels(module, make_inputs(module.inputs, batch, shapes=shapes))
+        result["kernels"] = [vars(k) for k in profile[:kernels]]
     if as_json:
         _echo_json(result)
         return
@@ -417,6 +433,10 @@ def bench(artifact, device, warmup, iters, batch, input_shapes, as_json, emulate
     click.echo(_fed_shapes(module.inputs, result["input_shapes"]))
     click.echo("latency ms: " + "  ".join(f"{k} {lat[k]:.3f}" for k in ("mean", "p50", "p90", "p99", "min", "max")))
     click.echo(f"throughput {result['throughput_per_s']:.1f}/s, peak RSS {result['peak_rss_mb']:.0f} MiB")
+    if profile is not None:
+        from edgec.runtime.profile import format_kernels
+
+        click.echo(format_kernels(profile, kernels))
 
 
 def _bench_on_board(artifact, board, reference, warmup, iters, batch, shapes, as_json) -> None:

@@ -97,6 +97,38 @@ def _matmul_activations():
     return _model(nodes, [], [2, 6, 16], [2, 6, 6])
 
 
+def _attention(tokens: int = 13, head: int = 8):
+    """ViT-style attention on a token count with no good divisor: softmax(Q K^T * scale) V with GELU'd values."""
+    nodes = [helper.make_node("MatMul", ["x", "wq"], ["q"]), helper.make_node("MatMul", ["x", "wk"], ["k"]),
+             helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["q", "kt"], ["s"]), helper.make_node("Mul", ["s", "scale"], ["ss"]),
+             helper.make_node("Softmax", ["ss"], ["p"], axis=-1), helper.make_node("MatMul", ["p", "x"], ["a"]),
+             helper.make_node("Gelu", ["a"], ["y"], domain="")]
+    inits = [_const("wq", head, head), _const("wk", head, head),
+             numpy_helper.from_array(np.float32(head ** -0.5), "scale")]
+    model = _model(nodes, inits, [2, tokens, head], [2, tokens, head])
+    model.opset_import[0].version = 20  # Gelu
+    return model
+
+
+def _lm_head(rows: int = 4, k: int = 24, vocab: int = 1031):
+    """A vocabulary projection whose width (a prime) no vector width divides."""
+    return _model([helper.make_node("MatMul", ["x", "w"], ["y"])], [_const("w", k, vocab)], [1, rows, k],
+                  [1, rows, vocab])
+
+
+def _nonlinear():
+    """The functions fast_math replaces, over a range that reaches exp's clamp."""
+    nodes = [helper.make_node("Mul", ["x", "s"], ["m"]), helper.make_node("Sigmoid", ["m"], ["sg"]),
+             helper.make_node("Erf", ["m"], ["er"]), helper.make_node("Tanh", ["m"], ["th"]),
+             helper.make_node("Exp", ["m"], ["ex"]), helper.make_node("Mul", ["m", "sg"], ["silu"]),
+             helper.make_node("Add", ["sg", "er"], ["t1"]), helper.make_node("Add", ["th", "silu"], ["t2"]),
+             helper.make_node("Add", ["t1", "t2"], ["t"]),
+             helper.make_node("Div", ["ex", "big"], ["exs"]), helper.make_node("Add", ["t", "exs"], ["y"])]
+    inits = [numpy_helper.from_array(np.float32(12.0), "s"), numpy_helper.from_array(np.float32(1e30), "big")]
+    return _model(nodes, inits, [4, 61], [4, 61])
+
+
 CASES = {
     "conv3x3_relu": _conv(16, 32, 3, act="relu"),
     "conv3x3_stride2_relu6": _conv(8, 16, 3, stride=2, act="relu6"),
@@ -117,6 +149,10 @@ CASES = {
     "softmax_layernorm": _softmax_layernorm(),
     "elementwise_chain": _elementwise(),
     "matmul_activations": _matmul_activations(),
+    "attention_13_tokens": _attention(),
+    "attention_197_tokens": _attention(197, 64),
+    "lm_head_prime_vocab": _lm_head(),
+    "nonlinear_fast_math": _nonlinear(),
 }
 
 
@@ -335,6 +371,56 @@ def test_choose_tile_keeps_accumulators_in_registers():
         assert rb * -(-ob // 8) <= 14
     # a 3x3x512 weight panel wider than 8 would not fit in L2: one vector wide, reused by 7 pixels
     assert choose_tile(512, 7, 8, 14, 4608, 4) == (8, 7)
+
+
+def test_padding_tiles_extents_without_divisors():
+    """197 tokens and a 50257-word vocabulary pad to whole vectors (else the tile is scalar); 197 rows pad to a
+    6-row tile; extents that tile as they are, and 56 pixel columns (4 x 16 beat a padded 3 x 32), do not pad."""
+    from edgec.backends.tvm.schedules.cpu.gemm import padding
+
+    avx2 = dict(lanes=8, registers=12, panel_rows=64, dtype_bytes=4)
+    assert padding(197, 197, **avx2) == (16, 6)  # attention Q K^T: 208 x 198, 5.6% more work
+    assert padding(50257, 64, **dict(avx2, panel_rows=768)) == (32, 6)  # GPT-2's LM head: 50272 x 66, 6 x 16 tiles
+    assert padding(192, 197, **dict(avx2, panel_rows=768)) == (1, 6)  # ViT's dense layers
+    assert padding(64, 197, **dict(avx2, panel_rows=197)) == (1, 1)  # A V: 1 x 64 already holds 8 accumulators
+    assert padding(256, 56, **avx2) == (1, 1)
+    assert padding(64, 56, **avx2) == (1, 1)
+    assert padding(6, 24, **avx2) == (1, 1)  # narrower than a vector: nothing to pad to
+    avx512 = dict(lanes=16, registers=28, panel_rows=64, dtype_bytes=4)
+    assert padding(197, 197, **avx512)[0] == 16  # one 512-bit vector: 208 columns again
+
+
+def test_padded_matmul_is_vectorized(target):
+    """The Q K^T of 197 tokens, scheduled: padded copies, and a register tile of whole vectors."""
+    from tvm import te
+
+    from edgec.backends.tvm.schedules.cpu import Gemm
+
+    q = te.placeholder((1, 3, 197, 64), name="q")
+    kt = te.placeholder((1, 3, 64, 197), name="kt")
+    r = te.reduce_axis((0, 64), "r")
+    s = te.compute((1, 3, 197, 197), lambda b, h, i, j: te.sum(q[b, h, i, r] * kt[b, h, r, j], axis=r), name="s")
+    scaled = te.compute(s.shape, lambda *i: s(*i) * 0.125, name="scaled")
+    sch = Gemm().apply(te.create_prim_func([q, kt, scaled]), tvm.target.Target(target.tvm), False)
+    assert sch is not None
+    text = sch.mod["main"].script()
+    lanes = 16 if "avx512" in target.name else 8
+    assert "kt_pad" in text and "q_pad" in text
+    tile = re.search(r"for \w+ in T.vectorized\((\d+)\):\n\s+with T.sblock\(\"s_update", text)
+    assert tile and int(tile.group(1)) % lanes == 0, text
+
+
+def test_fast_math_leaves_no_libm_calls(target):
+    """Sigmoid, erf, tanh and exp compile to vector code: no scalar expf/erff/tanhf calls in the kernels."""
+    from tvm.relax.frontend.onnx import from_onnx
+
+    mod = from_onnx(CASES["nonlinear_fast_math"], keep_params_in_input=False)
+    executable = tvm.compile(mod, target=tvm.target.Target(target.tvm),
+                             relax_pipeline=pipelines.relax_pipeline(target, CompileOptions()))
+    llvm_ir = "\n".join(m.inspect_source("ll") for m in executable.mod.imports if m.kind == "llvm") \
+        if hasattr(executable, "mod") else executable.inspect_source("ll")
+    called = set(re.findall(r"call [^@]*@(expf|erff|tanhf|exp|erf|tanh)\(", llvm_ir))
+    assert not called, called
 
 
 def _parallel_loops(func) -> int:

@@ -7,7 +7,9 @@
    weights, so one output-channel vector is one contiguous weight load times one broadcast input.
    Weight transposes are constants and fold away in numpy (`fold_constant_moves`); elementwise ops
    and pooling follow the layout; zero-point pads follow it too (`rewrites.pad_layout`). Static
-   dims the importer reads from a symbolic shape become constants (`rewrites.static_dims`).
+   dims the importer reads from a symbolic shape become constants (`rewrites.static_dims`). exp, erf, tanh,
+   sigmoid and softmax become polynomial kernels LLVM vectorizes (`rewrites.fast_math`; libm's are scalar
+   calls).
    fp16 (`--precision fp16`): Relax's ToMixedPrecision right after lift_clip, fp16 tensors with fp32
    accumulation in conv/matmul, graph I/O fp32; correct on any CPU, fast only where the CPU has fp16
    arithmetic (x86 without AVX512-FP16 converts each value, and runs it about 2x slower than fp32).
@@ -36,6 +38,7 @@ def rewrite_passes(precision: str = "fp32") -> list:
     """Step 1: Relax rewrites that give the heavy ops GEMM shape (and fp16 where asked)."""
     from tvm import relax
 
+    from edgec.backends.tvm.rewrites.fast_math import fast_math
     from edgec.backends.tvm.rewrites.fold_constant_moves import fold_constant_moves
     from edgec.backends.tvm.rewrites.integer_qdq import integer_qdq
     from edgec.backends.tvm.rewrites.lift_clip import lift_clip
@@ -45,7 +48,8 @@ def rewrite_passes(precision: str = "fp32") -> list:
 
     passes = [quantized_pool, integer_qdq, lift_clip]
     passes += [relax.transform.ToMixedPrecision(out_dtype="float32")] if precision == "fp16" else []
-    return passes + [relax.transform.ConvertLayout(CONV2D_LAYOUT), pad_layout, fold_constant_moves, static_dims]
+    return passes + [relax.transform.ConvertLayout(CONV2D_LAYOUT), pad_layout, fold_constant_moves, static_dims,
+                     fast_math]
 
 
 def library_dispatch_passes(tvm_target) -> list:

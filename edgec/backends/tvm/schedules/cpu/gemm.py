@@ -57,6 +57,8 @@ from edgec.backends.tvm.schedules.target_facts import vector_lanes, vector_regis
 MAX_UNROLL = 8  # longest register-block axis unrolled in the micro-kernel
 OPERAND_REGISTERS = 4  # left for broadcast inputs and weights: 14 accumulators spilled in 3x3 convs (3x slower)
 PANEL_BYTES = 256 * 1024  # weight panel kept cache-resident: half of a typical 512 KiB L2
+MAX_PAD_WASTE = 1 / 16  # most extra work padding may add to a kernel: 197 tokens -> 208 (5.6%)
+ROW_PAD_MIN_VECTORS = 16  # output vectors per row from which padding the rows pays for the padded input copy
 MAX_WINDOW = 7 * 7  # window taps unrolled in a depthwise/pooling kernel: 7x7, the largest common depthwise kernel
 
 
@@ -75,20 +77,29 @@ class Gemm(CpuRule):
         if any(n is None for n in extents[n_spatial - 1:]) or not _reads_along(sch.get(red.block_rv),
                                                                               red.iters[n_spatial - 1].var):
             return None
-        consumers = try_inline(sch, consumers)
-        if len(consumers) > 1:
-            return None
-
         bits = sch.get(red.block_rv).writes[0].source.dtype.bits
         lanes = vector_lanes(target, bits)
         panel_rows = 1
         for n in extents[n_spatial:]:
             panel_rows *= n
-        ob, rb = choose_tile(extents[n_spatial - 1], (extents[n_spatial - 2] or 1) if n_spatial > 1 else 1, lanes,
-                             vector_registers(target) - OPERAND_REGISTERS, panel_rows, bits // 8)
+        n_vec, n_reg = extents[n_spatial - 1], (extents[n_spatial - 2] or 1) if n_spatial > 1 else 1
+        registers = vector_registers(target) - OPERAND_REGISTERS
+        vec_pad, reg_pad = padding(n_vec, n_reg, lanes, registers, panel_rows, bits // 8)
+        if vec_pad > 1 and n_vec < ROW_PAD_MIN_VECTORS * lanes and _weight_along(sch, red, func, n_spatial):
+            vec_pad = 1  # a padded weight's repack is no plain copy, which MetaSchedule's measurement needs
+        if (vec_pad, reg_pad) != (1, 1):  # extents with no good divisor (197 tokens, a 50257-word vocabulary)
+            padded = _pad(sch, red, n_spatial, vec_pad, reg_pad)
+            if padded is not None:
+                sch, producers, red, consumers = padded
+                n_vec, n_reg = -(-n_vec // vec_pad) * vec_pad, -(-n_reg // reg_pad) * reg_pad
+        consumers = try_inline(sch, consumers)
+        if len(consumers) > 1:
+            return None
+        ob, rb = choose_tile(n_vec, n_reg, lanes, registers, panel_rows, bits // 8)
 
         window = _is_window(sch.get(red.block_rv), red.iters[n_spatial - 1].var)
-        _pack_weights(sch, red.block_rv, func, red.iters[n_spatial - 1].var, ob)
+        packed = _pack_weights(sch, red.block_rv, func, red.iters[n_spatial - 1].var, ob, producers)
+        producers = [p for p in producers if not sch.get(p.block_rv).same_as(packed)]
         writeback = sch.cache_write(red.block_rv, 0, ACCUMULATOR_SCOPE)
         if consumers:
             sch.compute_inline(writeback)
@@ -148,7 +159,9 @@ def choose_tile(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: 
     1. The weight panel one tile streams (`panel_rows` reduction steps x `ob`) must fit in
        PANEL_BYTES, so it stays in L2 while every output pixel/row passes over it.
     2. Most accumulator registers `rb * ceil(ob / lanes)` within `registers`.
-    3. Most FMAs per operand load (`rb` broadcasts + `ob / lanes` weight vectors), then longer `rb`.
+    3. At most two vectors wide (the weight panel streams from L2: ViT's 197x768x192 dense ran 1.4x faster as
+       6 rows x 2 vectors than as 3 x 4), then most FMAs per operand load (`rb` broadcasts + `ob / lanes`
+       weight vectors), then longer `rb`.
     """
     obs = [lanes * m for m in (1, 2, 4, 8) if m <= registers and n_vec % (lanes * m) == 0]
     if not obs:
@@ -162,10 +175,72 @@ def choose_tile(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: 
     def score(tile: tuple[int, int]) -> tuple:
         ob, rb = tile
         fmas = rb * vectors(ob)
-        return fmas, fmas / (rb + vectors(ob)), rb
+        narrow = vectors(ob) <= 2  # a 16 x 6 tile streams half the weight panel bytes per FMA of a 32 x 3 one
+        return fmas, narrow, fmas / (rb + vectors(ob)), rb
 
     candidates = [(ob, rb) for ob in fitting for rb in rbs if rb * vectors(ob) <= registers] or [(fitting[0], 1)]
     return max(candidates, key=score)
+
+
+def padding(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: int, dtype_bytes: int) -> tuple[int, int]:
+    """(vector-axis, register-axis) padding factors for `pad_einsum`; 1 where the extent tiles well as it is.
+
+    The vector axis pads to whole vectors when it is longer than two vectors and not a multiple of `lanes`
+    (else the tile is scalar:
+    ViT's 197 tokens, GPT-2's 50257-word LM head), to the widest of 4, 2, 1 vectors that wastes at most
+    MAX_PAD_WASTE of the work. The register axis (rows) pads when it is longer than MAX_UNROLL, padding it gains
+    at least a quarter more accumulators in a tile at most two vectors wide (197 rows have no divisor but 1:
+    6 x 16 instead of 1 x 64; 56 pixel columns keep their 4 x 16, which beat a padded 3 x 32), and
+    either the tile is starved (at most half the accumulator registers) or the output is wide enough
+    (ROW_PAD_MIN_VECTORS vectors) to amortize the padded copy of the other operand.
+    """
+    def waste(n: int, factor: int) -> float:
+        return (-(-n // factor) * factor - n) / n
+
+    def accumulators(n_v: int, n_r: int) -> tuple[int, bool]:
+        ob, rb = choose_tile(n_v, n_r, lanes, registers, panel_rows, dtype_bytes)
+        return rb * -(-ob // lanes), ob <= 2 * lanes
+
+    vec_pad = 1
+    if n_vec > 2 * lanes and n_vec % lanes:  # up to two vectors, one tile covers the axis as it is (10 classes)
+        vec_pad = next(lanes * m for m in (4, 2, 1) if m == 1 or waste(n_vec, lanes * m) <= MAX_PAD_WASTE)
+    n_v = -(-n_vec // vec_pad) * vec_pad
+    if n_reg <= MAX_UNROLL:
+        return vec_pad, 1
+    now, _ = accumulators(n_v, n_reg)
+    if now > registers // 2 and n_v < ROW_PAD_MIN_VECTORS * lanes:
+        return vec_pad, 1
+    gains = [(accumulators(n_v, -(-n_reg // r) * r), r) for r in range(MAX_UNROLL, 1, -1)
+             if n_reg % r and waste(n_reg, r) <= MAX_PAD_WASTE]
+    gains = [(acc, r) for (acc, narrow), r in gains if narrow and acc * 4 >= now * 5]
+    return vec_pad, max(gains, default=(now, 1))[1]
+
+
+def _pad(sch: s_tir.Schedule, red, n_spatial: int, vec_pad: int, reg_pad: int):
+    """Pad the reduction's vector and register axes (`pad_einsum`: padded copies of the inputs, the result
+    written back unpadded); (schedule, producers, reduction, consumers) after it, or None where TVM refuses
+    (a conv's windowed indices are not an einsum)."""
+    factors = [1] * len(red.iters)
+    factors[n_spatial - 1] = vec_pad
+    if n_spatial > 1:
+        factors[n_spatial - 2] = reg_pad
+    padded = sch.copy()
+    try:
+        padded.pad_einsum(padded.get_sblock(sch.get(red.block_rv).name_hint), factors)
+    except s_tir.ScheduleError:
+        return None
+    split = split_at_reduction(padded)
+    if split is None:
+        return None
+    return (padded, *split)
+
+
+def _weight_along(sch: s_tir.Schedule, red, func: tirx.PrimFunc, n_spatial: int) -> bool:
+    """True when a layout-free input (a constant weight) is read along the vector axis."""
+    free = {int(i) for i in (func.attrs.get("layout_free_buffers", None) or [])} if func.attrs else set()
+    v = red.iters[n_spatial - 1].var
+    return any(r.source.same_as(func.params[i]) and r.region and v in _vars_in(r.region[-1].min)
+               for r in sch.get(red.block_rv).reads for i in free)
 
 
 def _n_reduce(info) -> int:
@@ -217,19 +292,29 @@ def _try_inline(sch: s_tir.Schedule, block) -> bool:
     return True
 
 
-def _pack_weights(sch: s_tir.Schedule, block, func: tirx.PrimFunc, v, ob: int) -> None:
-    """Repack every layout-free input read along `v` into `ob`-wide contiguous panels."""
+def _pack_weights(sch: s_tir.Schedule, block, func: tirx.PrimFunc, v, ob: int, producers) -> object | None:
+    """Repack every layout-free input read along `v` into `ob`-wide contiguous panels. A weight `pad_einsum`
+    padded is packed by its padding block, which then runs once at compile time like the plain repack;
+    returns that block (no longer a per-call producer), or None."""
     free = {int(i) for i in (func.attrs.get("layout_free_buffers", None) or [])} if func.attrs else set()
     weights = [func.params[i] for i in sorted(free)]
+    pads = {}  # padded copy of a weight -> the block that writes it
+    for producer in producers:
+        stmt = sch.get(producer.block_rv)
+        if len(stmt.reads) == 1 and any(stmt.reads[0].source.same_as(w) for w in weights):
+            pads[stmt.writes[0].source] = producer.block_rv
+    padded_block = None
     for index, region in enumerate(sch.get(block).reads):
         ranges = region.region
-        if not any(region.source.same_as(w) for w in weights) or not ranges or not ranges[-1].min.same_as(v):
+        pad = next((b for buf, b in pads.items() if region.source.same_as(buf)), None)
+        is_weight = pad is not None or any(region.source.same_as(w) for w in weights)
+        if not is_weight or not ranges or not ranges[-1].min.same_as(v) or int(region.source.shape[-1].value) % ob:
             continue
-        if int(region.source.shape[-1].value) % ob:
-            continue
-        packed = sch.cache_read(block, index, "global")
+        packed = pad if pad is not None else sch.cache_read(block, index, "global")
         sch.annotate(packed, "meta_schedule.layout_rewrite_preproc", True)
         sch.transform_layout(block, ("read", index), lambda *i: (i[-1] // ob, *i[:-1], i[-1] % ob))
+        padded_block = sch.get(packed) if pad is not None else padded_block
+    return padded_block
 
 
 def _vectorize_tile(sch: s_tir.Schedule, block, after, lanes: int) -> None:
