@@ -100,6 +100,7 @@ def main() -> int:
     parser.add_argument("--tuning-db", help="edgec's tuning database (default: the one shipped in tuning/ for this "
                                              "CPU, if any; 'none': schedule rules only)")
     args = parser.parse_args()
+    import torch
 
     rows = []
     head = ["model", "batch", "edgec p50 ms", "ONNX Runtime", "OpenVINO f32", "OpenVINO default", "PyTorch eager",
@@ -111,8 +112,6 @@ def main() -> int:
         names = [m for spec in args.models.split(",") for m in (zoo_models() if spec == "zoo" else [spec])]
         for name in names:
             for batch in map(int, args.batches.split(",")):
-                import torch
-
                 net, x, path = export(name, batch, work)
                 torch.save(net, work / "net.pt")
                 artifact, notes = compile_edgec(path, work, args.tuning_db)

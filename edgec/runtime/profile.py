@@ -2,7 +2,7 @@
 
 The Relax VM calls an instrument before and after every call instruction (`VirtualMachine.set_instrument`);
 the interval between the two is one kernel's time. The instrument itself costs a few microseconds per call,
-so shares of kernels under ~20 us read high; a run's total is reported next to the uninstrumented p50.
+so shares of kernels under ~20 us read high; compare the kernels' sum with the uninstrumented p50.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ class Gemm(CpuRule):
 
         window = _is_window(sch.get(red.block_rv), red.iters[n_spatial - 1].var)
         packed = _pack_weights(sch, red.block_rv, func, red.iters[n_spatial - 1].var, ob, producers)
-        producers = [p for p in producers if not sch.get(p.block_rv).same_as(packed)]
+        producers = [p for p in producers if not any(sch.get(p.block_rv).same_as(b) for b in packed)]
         writeback = sch.cache_write(red.block_rv, 0, ACCUMULATOR_SCOPE)
         if consumers:
             sch.compute_inline(writeback)
@@ -186,13 +186,12 @@ def padding(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: int,
     """(vector-axis, register-axis) padding factors for `pad_einsum`; 1 where the extent tiles well as it is.
 
     The vector axis pads to whole vectors when it is longer than two vectors and not a multiple of `lanes`
-    (else the tile is scalar:
-    ViT's 197 tokens, GPT-2's 50257-word LM head), to the widest of 4, 2, 1 vectors that wastes at most
-    MAX_PAD_WASTE of the work. The register axis (rows) pads when it is longer than MAX_UNROLL, padding it gains
-    at least a quarter more accumulators in a tile at most two vectors wide (197 rows have no divisor but 1:
-    6 x 16 instead of 1 x 64; 56 pixel columns keep their 4 x 16, which beat a padded 3 x 32), and
-    either the tile is starved (at most half the accumulator registers) or the output is wide enough
-    (ROW_PAD_MIN_VECTORS vectors) to amortize the padded copy of the other operand.
+    (else the tile is scalar: ViT's 197 tokens, GPT-2's 50257-word LM head), to the widest of 4, 2, 1 vectors
+    that wastes at most MAX_PAD_WASTE of the work. The register axis (rows) pads when it is longer than
+    MAX_UNROLL, padding it gains at least a quarter more accumulators in a tile at most two vectors wide (197
+    rows have no divisor but 1: 6 x 16 instead of 1 x 64; 56 pixel columns keep their 4 x 16, which beat a
+    padded 3 x 32), and either the tile is starved (at most half the accumulator registers) or the output is
+    wide enough (ROW_PAD_MIN_VECTORS vectors) to amortize the padded copy of the other operand.
     """
     def waste(n: int, factor: int) -> float:
         return (-(-n // factor) * factor - n) / n
@@ -235,12 +234,17 @@ def _pad(sch: s_tir.Schedule, red, n_spatial: int, vec_pad: int, reg_pad: int):
     return (padded, *split)
 
 
+def weight_params(func: tirx.PrimFunc) -> list:
+    """The function's layout-free parameters (`layout_free_buffers`): the weights its caller passes as constants."""
+    free = func.attrs.get("layout_free_buffers", None) if func.attrs else None
+    return [func.params[int(i)] for i in sorted(int(i) for i in free or [])]
+
+
 def _weight_along(sch: s_tir.Schedule, red, func: tirx.PrimFunc, n_spatial: int) -> bool:
     """True when a layout-free input (a constant weight) is read along the vector axis."""
-    free = {int(i) for i in (func.attrs.get("layout_free_buffers", None) or [])} if func.attrs else set()
     v = red.iters[n_spatial - 1].var
-    return any(r.source.same_as(func.params[i]) and r.region and v in _vars_in(r.region[-1].min)
-               for r in sch.get(red.block_rv).reads for i in free)
+    return any(r.source.same_as(w) and r.region and v in _vars_in(r.region[-1].min)
+               for r in sch.get(red.block_rv).reads for w in weight_params(func))
 
 
 def _n_reduce(info) -> int:
@@ -292,18 +296,17 @@ def _try_inline(sch: s_tir.Schedule, block) -> bool:
     return True
 
 
-def _pack_weights(sch: s_tir.Schedule, block, func: tirx.PrimFunc, v, ob: int, producers) -> object | None:
+def _pack_weights(sch: s_tir.Schedule, block, func: tirx.PrimFunc, v, ob: int, producers) -> list:
     """Repack every layout-free input read along `v` into `ob`-wide contiguous panels. A weight `pad_einsum`
     padded is packed by its padding block, which then runs once at compile time like the plain repack;
-    returns that block (no longer a per-call producer), or None."""
-    free = {int(i) for i in (func.attrs.get("layout_free_buffers", None) or [])} if func.attrs else set()
-    weights = [func.params[i] for i in sorted(free)]
+    returns those blocks (no longer per-call producers)."""
+    weights = weight_params(func)
     pads = {}  # padded copy of a weight -> the block that writes it
     for producer in producers:
         stmt = sch.get(producer.block_rv)
         if len(stmt.reads) == 1 and any(stmt.reads[0].source.same_as(w) for w in weights):
             pads[stmt.writes[0].source] = producer.block_rv
-    padded_block = None
+    taken = []
     for index, region in enumerate(sch.get(block).reads):
         ranges = region.region
         pad = next((b for buf, b in pads.items() if region.source.same_as(buf)), None)
@@ -313,8 +316,9 @@ def _pack_weights(sch: s_tir.Schedule, block, func: tirx.PrimFunc, v, ob: int, p
         packed = pad if pad is not None else sch.cache_read(block, index, "global")
         sch.annotate(packed, "meta_schedule.layout_rewrite_preproc", True)
         sch.transform_layout(block, ("read", index), lambda *i: (i[-1] // ob, *i[:-1], i[-1] % ob))
-        padded_block = sch.get(packed) if pad is not None else padded_block
-    return padded_block
+        if pad is not None:
+            taken.append(sch.get(packed))
+    return taken
 
 
 def _vectorize_tile(sch: s_tir.Schedule, block, after, lanes: int) -> None:

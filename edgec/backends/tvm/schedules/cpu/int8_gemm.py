@@ -42,6 +42,7 @@ from edgec.backends.tvm.schedules.cpu.gemm import (
     _vectorize_tile,
     choose_tile,
     split_at_reduction,
+    weight_params,
 )
 from edgec.backends.tvm.schedules.target_facts import vector_lanes, vector_registers
 
@@ -163,8 +164,7 @@ def _operand_indices(block: s_tir.SBlock, func: tirx.PrimFunc, v, k) -> int | No
     out = block.writes[0]
     if str(out.source.dtype) != "int32" or not out.region or not out.region[-1].min.same_as(v):
         return None
-    free = {int(i) for i in (func.attrs.get("layout_free_buffers", None) or [])} if func.attrs else set()
-    weights = [func.params[i] for i in free]
+    weights = weight_params(func)
     reads = [r for r in block.reads if not r.source.same_as(out.source)]
     if len(reads) != 2:
         return None
