@@ -83,6 +83,16 @@ def _softmax_layernorm():
     return _model(nodes, inits, [3, 5, 24], [3, 5, 24])
 
 
+def _rows_197():
+    """LayerNorm, an additive mask and softmax over rows of 197 (12 vectors of 16 and a tail of 5)."""
+    nodes = [helper.make_node("LayerNormalization", ["x", "g", "b"], ["ln"], axis=-1),
+             helper.make_node("Add", ["ln", "mask"], ["masked"]),
+             helper.make_node("Softmax", ["masked"], ["y"], axis=-1)]
+    mask = np.where(np.arange(197) % 7 == 3, -1e4, 0).astype(np.float32)
+    inits = [_const("g", 197), _const("b", 197), numpy_helper.from_array(mask, "mask")]
+    return _model(nodes, inits, [2, 7, 197], [2, 7, 197])
+
+
 def _elementwise():
     nodes = [helper.make_node("Mul", ["x", "s"], ["m"]), helper.make_node("Sigmoid", ["m"], ["sg"]),
              helper.make_node("Transpose", ["sg"], ["t"], perm=[0, 2, 3, 1]),
@@ -124,8 +134,11 @@ def _nonlinear():
              helper.make_node("Exp", ["m"], ["ex"]), helper.make_node("Mul", ["m", "sg"], ["silu"]),
              helper.make_node("Add", ["sg", "er"], ["t1"]), helper.make_node("Add", ["th", "silu"], ["t2"]),
              helper.make_node("Add", ["t1", "t2"], ["t"]),
-             helper.make_node("Div", ["ex", "big"], ["exs"]), helper.make_node("Add", ["t", "exs"], ["y"])]
-    inits = [numpy_helper.from_array(np.float32(12.0), "s"), numpy_helper.from_array(np.float32(1e30), "big")]
+             helper.make_node("Div", ["ex", "big"], ["exs"]), helper.make_node("Add", ["t", "exs"], ["u"]),
+             helper.make_node("Pow", ["m", "three"], ["cube"]), helper.make_node("Pow", ["m", "two"], ["square"]),
+             helper.make_node("Add", ["cube", "square"], ["pw"]), helper.make_node("Add", ["u", "pw"], ["y"])]
+    inits = [numpy_helper.from_array(np.float32(12.0), "s"), numpy_helper.from_array(np.float32(1e30), "big"),
+             numpy_helper.from_array(np.float32(3.0), "three"), numpy_helper.from_array(np.float32(2.0), "two")]
     return _model(nodes, inits, [4, 61], [4, 61])
 
 
@@ -147,6 +160,7 @@ CASES = {
     "avgpool": _pool("avg"),
     "global_avgpool": _pool("global"),
     "softmax_layernorm": _softmax_layernorm(),
+    "softmax_layernorm_rows_197": _rows_197(),
     "elementwise_chain": _elementwise(),
     "matmul_activations": _matmul_activations(),
     "attention_13_tokens": _attention(),
@@ -221,6 +235,28 @@ def test_conv_and_dense_kernels_are_scheduled(target):
     assert any("add" in name and "relu" in name for name in conv), f"epilogue not fused: {conv}"
     seen = _scheduled_kernels(CASES["dense_b8_odd"], target)
     assert any(ok for name, ok in seen.items() if "matmul" in name), seen
+
+
+def test_row_kernels_reduce_into_vectors(target):
+    """Softmax and LayerNorm over 197 become the row_reductions kernels, which RowReduction schedules: running
+    values in a vector loop under the chunk loop, elementwise loops vectorized with their 5-element tail apart."""
+    from tvm import te
+
+    from edgec.backends.tvm.rewrites import row_reductions
+    from edgec.backends.tvm.schedules.cpu import RowReduction
+
+    seen = _scheduled_kernels(CASES["softmax_layernorm_rows_197"], target)
+    rows = [name for name in seen if "softmax" in name or "layer_norm" in name]
+    assert len(rows) == 2 and all(seen[name] for name in rows), seen
+    assert not any("fast_softmax" in name for name in seen), seen  # TOPI's kernel replaced
+    x = te.placeholder((2, 7, 197), name="x")
+    sch = RowReduction().apply(te.create_prim_func([x, row_reductions.softmax(x)]), tvm.target.Target(target.tvm),
+                               False)
+    assert sch is not None
+    text = sch.mod["main"].script()
+    for block in ("row_max_partial", "row_sum_partial"):
+        assert re.search(rf"for \w+ in T.vectorized\(16\):\n\s+with T.sblock\(\"{block}_update", text), block
+    assert re.search(r"for \w+ in range\(192, 197\)", text), "no tail loop"
 
 
 def test_gemm_schedule_is_parallel_and_vectorized(target):
@@ -388,6 +424,30 @@ def test_padding_tiles_extents_without_divisors():
     assert padding(6, 24, **avx2) == (1, 1)  # narrower than a vector: nothing to pad to
     avx512 = dict(lanes=16, registers=28, panel_rows=64, dtype_bytes=4)
     assert padding(197, 197, **avx512)[0] == 16  # one 512-bit vector: 208 columns again
+    # two-vector tiles hold 16 of AVX-512's 28 accumulators: rows pad for a wider one (7 x 64 on 203 rows)
+    assert padding(192, 197, **dict(avx512, panel_rows=768)) == (1, 7)
+    assert padding(256, 56, **avx512) == (1, 1)  # 7 x 64 already
+
+
+def test_channels_half_a_512_bit_vector_take_256_bit_vectors(target):
+    """24 output channels (MobileNetV2's projections) are 3 AVX2 vectors; on AVX-512 three 256-bit ones, not
+    1.5 512-bit ones (13 MAC/ns: LLVM splits the 24-lane type)."""
+    from tvm import te
+
+    from edgec.backends.tvm.schedules.cpu import Gemm
+    from edgec.backends.tvm.schedules.cpu.gemm import tile_lanes
+
+    assert (tile_lanes(24, 16, 32), tile_lanes(48, 16, 32), tile_lanes(24, 8, 32), tile_lanes(20, 16, 32)) == \
+        (8, 16, 8, 16)
+    x = te.placeholder((3136, 144), name="x")
+    w = te.placeholder((144, 24), name="w")
+    k = te.reduce_axis((0, 144), "k")
+    y = te.compute((3136, 24), lambda i, j: te.sum(x[i, k] * w[k, j], axis=k), name="y")
+    func = te.create_prim_func([x, w, y]).with_attr("layout_free_buffers", [1])
+    sch = Gemm().apply(func, tvm.target.Target(target.tvm), False)
+    assert sch is not None
+    widths = {int(n) for n in re.findall(r"T.vectorized\((\d+)\)", sch.mod["main"].script())}
+    assert widths == {8}, widths
 
 
 def test_padded_matmul_is_vectorized(target):
@@ -411,7 +471,7 @@ def test_padded_matmul_is_vectorized(target):
 
 
 def test_fast_math_leaves_no_libm_calls(target):
-    """Sigmoid, erf, tanh and exp compile to vector code: no scalar expf/erff/tanhf calls in the kernels."""
+    """Sigmoid, erf, tanh, exp and x ** 2, x ** 3 compile to vector code: no scalar libm calls in the kernels."""
     from tvm.relax.frontend.onnx import from_onnx
 
     mod = from_onnx(CASES["nonlinear_fast_math"], keep_params_in_input=False)
@@ -419,7 +479,7 @@ def test_fast_math_leaves_no_libm_calls(target):
                              relax_pipeline=pipelines.relax_pipeline(target, CompileOptions()))
     llvm_ir = "\n".join(m.inspect_source("ll") for m in executable.mod.imports if m.kind == "llvm") \
         if hasattr(executable, "mod") else executable.inspect_source("ll")
-    called = set(re.findall(r"call [^@]*@(expf|erff|tanhf|exp|erf|tanh)\(", llvm_ir))
+    called = set(re.findall(r"call [^@]*@((?:llvm\.)?(?:exp|erf|tanh|pow)f?)[.(]", llvm_ir))  # libm, or LLVM's
     assert not called, called
 
 

@@ -9,7 +9,7 @@
    and pooling follow the layout; zero-point pads follow it too (`rewrites.pad_layout`). Static
    dims the importer reads from a symbolic shape become constants (`rewrites.static_dims`). exp, erf, tanh,
    sigmoid and softmax become polynomial kernels LLVM vectorizes (`rewrites.fast_math`; libm's are scalar
-   calls).
+   calls); last-axis softmax and LayerNorm reduce into vectors of running values (`rewrites.row_reductions`).
    fp16 (`--precision fp16`): Relax's ToMixedPrecision right after lift_clip, fp16 tensors with fp32
    accumulation in conv/matmul, graph I/O fp32; correct on any CPU, fast only where the CPU has fp16
    arithmetic (x86 without AVX512-FP16 converts each value, and runs it about 2x slower than fp32).
@@ -44,12 +44,13 @@ def rewrite_passes(precision: str = "fp32") -> list:
     from edgec.backends.tvm.rewrites.lift_clip import lift_clip
     from edgec.backends.tvm.rewrites.pad_layout import pad_layout
     from edgec.backends.tvm.rewrites.quantized_pool import quantized_pool
+    from edgec.backends.tvm.rewrites.row_reductions import row_reductions
     from edgec.backends.tvm.rewrites.static_dims import static_dims
 
     passes = [quantized_pool, integer_qdq, lift_clip]
     passes += [relax.transform.ToMixedPrecision(out_dtype="float32")] if precision == "fp16" else []
     return passes + [relax.transform.ConvertLayout(CONV2D_LAYOUT), pad_layout, fold_constant_moves, static_dims,
-                     fast_math]
+                     row_reductions, fast_math]
 
 
 def library_dispatch_passes(tvm_target) -> list:

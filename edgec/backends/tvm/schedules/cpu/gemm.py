@@ -52,11 +52,11 @@ from edgec.backends.tvm.schedules._loops import (
     static_extents,
 )
 from edgec.backends.tvm.schedules.cpu.cpu_rule import CpuRule
-from edgec.backends.tvm.schedules.target_facts import vector_lanes, vector_registers
+from edgec.backends.tvm.schedules.target_facts import vector_bits, vector_lanes, vector_registers
 
 MAX_UNROLL = 8  # longest register-block axis unrolled in the micro-kernel
 OPERAND_REGISTERS = 4  # left for broadcast inputs and weights: 14 accumulators spilled in 3x3 convs (3x slower)
-PANEL_BYTES = 256 * 1024  # weight panel kept cache-resident: half of a typical 512 KiB L2
+PANEL_BYTES = 256 * 1024  # weight panel kept cache-resident: half of a typical 512 KiB L2 (`panel_bytes`)
 MAX_PAD_WASTE = 1 / 16  # most extra work padding may add to a kernel: 197 tokens -> 208 (5.6%)
 ROW_PAD_MIN_VECTORS = 16  # output vectors per row from which padding the rows pays for the padded input copy
 MAX_WINDOW = 7 * 7  # window taps unrolled in a depthwise/pooling kernel: 7x7, the largest common depthwise kernel
@@ -78,13 +78,14 @@ class Gemm(CpuRule):
                                                                               red.iters[n_spatial - 1].var):
             return None
         bits = sch.get(red.block_rv).writes[0].source.dtype.bits
-        lanes = vector_lanes(target, bits)
         panel_rows = 1
         for n in extents[n_spatial:]:
             panel_rows *= n
         n_vec, n_reg = extents[n_spatial - 1], (extents[n_spatial - 2] or 1) if n_spatial > 1 else 1
+        lanes = tile_lanes(n_vec, vector_lanes(target, bits), bits)
         registers = vector_registers(target) - OPERAND_REGISTERS
-        vec_pad, reg_pad = padding(n_vec, n_reg, lanes, registers, panel_rows, bits // 8)
+        panel = panel_bytes(target)
+        vec_pad, reg_pad = padding(n_vec, n_reg, lanes, registers, panel_rows, bits // 8, panel)
         if vec_pad > 1 and n_vec < ROW_PAD_MIN_VECTORS * lanes and _weight_along(sch, red, func, n_spatial):
             vec_pad = 1  # a padded weight's repack is no plain copy, which MetaSchedule's measurement needs
         if (vec_pad, reg_pad) != (1, 1):  # extents with no good divisor (197 tokens, a 50257-word vocabulary)
@@ -95,7 +96,7 @@ class Gemm(CpuRule):
         consumers = try_inline(sch, consumers)
         if len(consumers) > 1:
             return None
-        ob, rb = choose_tile(n_vec, n_reg, lanes, registers, panel_rows, bits // 8)
+        ob, rb = choose_tile(n_vec, n_reg, lanes, registers, panel_rows, bits // 8, panel)
 
         window = _is_window(sch.get(red.block_rv), red.iters[n_spatial - 1].var)
         packed = _pack_weights(sch, red.block_rv, func, red.iters[n_spatial - 1].var, ob, producers)
@@ -149,15 +150,31 @@ def split_at_reduction(sch: s_tir.Schedule):
     return blocks[:position], reductions[0], blocks[position + 1:]
 
 
+def tile_lanes(n_vec: int, lanes: int, bits: int) -> int:
+    """The vector width a tile of `n_vec` outputs uses: the register's `lanes`, or half of a 512-bit register
+    where that divides `n_vec` and a whole one does not (AVX-512 has as many 256-bit registers: MobileNetV2's
+    24-channel projections ran at 13 MAC/ns as 1.5-register vectors)."""
+    if lanes * bits == 512 and n_vec % lanes and n_vec % (lanes // 2) == 0:
+        return lanes // 2
+    return lanes
+
+
+def panel_bytes(target) -> int:
+    """The weight panel a tile may stream from L2: PANEL_BYTES, twice that on AVX-512 targets, whose cores have
+    1 MiB of L2 or more (Skylake-SP and later, Zen 4/5): ResNet-50's 3x3 convs over 256 channels get 7 x 32 tiles
+    instead of 7 x 16."""
+    return 2 * PANEL_BYTES if vector_bits(target) >= 512 else PANEL_BYTES
+
+
 def choose_tile(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: int,
-                dtype_bytes: int) -> tuple[int, int]:
+                dtype_bytes: int, panel: int = PANEL_BYTES) -> tuple[int, int]:
     """Pick (ob, rb): `ob` elements of the vector axis by `rb` of the register-block axis.
 
     `ob` is a power-of-two number of vectors dividing `n_vec` (LLVM splits such vector types into
     registers cleanly; 3- or 6-register types measured 3-18x slower), else the largest divisor of
     `n_vec` up to two vectors, so no tail loop is needed; `rb` a divisor of `n_reg` up to MAX_UNROLL.
     1. The weight panel one tile streams (`panel_rows` reduction steps x `ob`) must fit in
-       PANEL_BYTES, so it stays in L2 while every output pixel/row passes over it.
+       `panel` bytes, so it stays in L2 while every output pixel/row passes over it.
     2. Most accumulator registers `rb * ceil(ob / lanes)` within `registers`.
     3. At most two vectors wide (the weight panel streams from L2: ViT's 197x768x192 dense ran 1.4x faster as
        6 rows x 2 vectors than as 3 x 4), then most FMAs per operand load (`rb` broadcasts + `ob / lanes`
@@ -166,7 +183,7 @@ def choose_tile(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: 
     obs = [lanes * m for m in (1, 2, 4, 8) if m <= registers and n_vec % (lanes * m) == 0]
     if not obs:
         obs = [max(d for d in range(1, min(n_vec, 2 * lanes) + 1) if n_vec % d == 0)]
-    fitting = [ob for ob in obs if panel_rows * ob * dtype_bytes <= PANEL_BYTES] or obs[:1]
+    fitting = [ob for ob in obs if panel_rows * ob * dtype_bytes <= panel] or obs[:1]
     rbs = [d for d in range(1, min(n_reg, MAX_UNROLL) + 1) if n_reg % d == 0]
 
     def vectors(ob: int) -> int:
@@ -182,7 +199,8 @@ def choose_tile(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: 
     return max(candidates, key=score)
 
 
-def padding(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: int, dtype_bytes: int) -> tuple[int, int]:
+def padding(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: int, dtype_bytes: int,
+            panel: int = PANEL_BYTES) -> tuple[int, int]:
     """(vector-axis, register-axis) padding factors for `pad_einsum`; 1 where the extent tiles well as it is.
 
     The vector axis pads to whole vectors when it is longer than two vectors and not a multiple of `lanes`
@@ -190,14 +208,16 @@ def padding(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: int,
     that wastes at most MAX_PAD_WASTE of the work. The register axis (rows) pads when it is longer than
     MAX_UNROLL, padding it gains at least a quarter more accumulators in a tile at most two vectors wide (197
     rows have no divisor but 1: 6 x 16 instead of 1 x 64; 56 pixel columns keep their 4 x 16, which beat a
-    padded 3 x 32), and either the tile is starved (at most half the accumulator registers) or the output is
-    wide enough (ROW_PAD_MIN_VECTORS vectors) to amortize the padded copy of the other operand.
+    padded 3 x 32) or, where such tiles cannot fill the registers (AVX-512), in any tile (ViT's dense layers:
+    7 x 64 on 203 rows instead of 1 x 64, 4.4x faster), and either the tile is starved (at most half the
+    accumulator registers) or the output is wide enough (ROW_PAD_MIN_VECTORS vectors) to amortize the padded
+    copy of the other operand.
     """
     def waste(n: int, factor: int) -> float:
         return (-(-n // factor) * factor - n) / n
 
     def accumulators(n_v: int, n_r: int) -> tuple[int, bool]:
-        ob, rb = choose_tile(n_v, n_r, lanes, registers, panel_rows, dtype_bytes)
+        ob, rb = choose_tile(n_v, n_r, lanes, registers, panel_rows, dtype_bytes, panel)
         return rb * -(-ob // lanes), ob <= 2 * lanes
 
     vec_pad = 1
@@ -211,8 +231,9 @@ def padding(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: int,
         return vec_pad, 1
     gains = [(accumulators(n_v, -(-n_reg // r) * r), r) for r in range(MAX_UNROLL, 1, -1)
              if n_reg % r and waste(n_reg, r) <= MAX_PAD_WASTE]
-    gains = [(acc, r) for (acc, narrow), r in gains if narrow and acc * 4 >= now * 5]
-    return vec_pad, max(gains, default=(now, 1))[1]
+    wide_ok = 2 * MAX_UNROLL < registers  # two-vector tiles cannot fill the registers (AVX-512: 16 of 28)
+    gains = [(acc, narrow, r) for (acc, narrow), r in gains if (narrow or wide_ok) and acc * 4 >= now * 5]
+    return vec_pad, max(gains, default=(now, True, 1))[2]
 
 
 def _pad(sch: s_tir.Schedule, red, n_spatial: int, vec_pad: int, reg_pad: int):
