@@ -236,11 +236,13 @@ def test_export_with_either_exporter_compiles_to_the_same_numbers(tmp_path):
         proc = run_edgec("export", "lenet", "--exporter", exporter, "-o", path, check=True)
         assert proc.stdout.strip().endswith(f"{exporter} exporter, opset {opset})") and proc.stderr == ""
         assert onnx.load(path).opset_import[0].version == opset
+        assert sorted(p.name for p in tmp_path.iterdir() if exporter in p.name) == [path.name]  # weights inside
         run_edgec("compile", path, "--target", "cpu", "-o", tmp_path / f"{exporter}.edgec", check=True)
         x = np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)
         outputs[exporter] = rt.load(tmp_path / f"{exporter}.edgec")(x)[0]
     np.testing.assert_allclose(outputs["dynamo"], outputs["torchscript"], rtol=0, atol=1e-5)
     proc = run_edgec("export", "detector", "--exporter", "dynamo", "-o", tmp_path / "d.onnx")
     assert proc.returncode == 2 and not (tmp_path / "d.onnx").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # nor its temporary weights
     assert proc.stderr.startswith("edgec: error: PyTorch's dynamo exporter could not export the model at "
                                   "input=1x3x64x64: ") and proc.stderr.rstrip().endswith("try --exporter torchscript")

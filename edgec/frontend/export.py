@@ -68,6 +68,21 @@ def export_onnx(net, input_shape: tuple[int, ...], path: str | os.PathLike, opse
                          exporter, axes)
 
 
+def _own_external_data(tmp: str, path: Path) -> None:
+    """The dynamo exporter writes the weights beside the file it is given, as `<tmp>.data`, which the renamed
+    file would keep pointing at (a hidden `.name.onnx.XXXX.partial.data`): embed them, or, past protobuf's 2 GiB,
+    write them as `<name>.data` beside `path`."""
+    if not Path(tmp + ".data").exists():
+        return
+    import onnx
+
+    model = onnx.load(tmp)
+    if model.ByteSize() < onnx.checker.MAXIMUM_PROTOBUF:
+        onnx.save_model(model, tmp)
+    else:
+        onnx.save_model(model, tmp, save_as_external_data=True, location=f"{path.name}.data")
+
+
 def export_module(net, inputs: dict, path: str | os.PathLike, opset: int | None = None,
                   output_names: tuple[str, ...] = ("logits",), exporter: str = "torchscript",
                   dynamic_axes: dict | None = None) -> Path:
@@ -95,7 +110,9 @@ def export_module(net, inputs: dict, path: str | os.PathLike, opset: int | None 
                 torch.onnx.export(net.eval(), tuple(inputs.values()), tmp, input_names=list(inputs),
                                   output_names=list(output_names), dynamic_axes=dynamic_axes, opset_version=opset,
                                   dynamo=exporter == "dynamo")
+            _own_external_data(tmp, path)
         finally:
+            Path(tmp + ".data").unlink(missing_ok=True)
             for log, level in zip(quiet_logs, levels):
                 log.setLevel(level)
 
