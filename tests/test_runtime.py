@@ -146,6 +146,21 @@ def test_artifact_for_missing_cpu_features_is_refused(lenet_artifacts, tmp_path)
         rt.load(path)
 
 
+def test_large_payloads_are_stored_small_ones_deflated(lenet_artifacts, tmp_path):
+    """A library of STORE_BYTES or more is stored (its weights do not compress; deflating GPT-2's took 14 s), the
+    manifest and small files deflated; both read back to the same bytes."""
+    from edgec.runtime.artifact import STORE_BYTES
+
+    manifest, files = read_artifact(lenet_artifacts["ort"])
+    weights = np.random.default_rng(0).random(STORE_BYTES // 4, dtype=np.float32).tobytes()
+    path = tmp_path / "big.edgec"
+    write_artifact(path, manifest, dict(files, **{"weights.bin": weights}))
+    with zipfile.ZipFile(path) as z:
+        kinds = {info.filename: info.compress_type for info in z.infolist()}
+    assert kinds["weights.bin"] == zipfile.ZIP_STORED and kinds["manifest.json"] == zipfile.ZIP_DEFLATED
+    assert read_artifact(path)[1]["weights.bin"] == weights
+
+
 def test_manifest_per_contract(lenet_artifacts, lenet_onnx):
     import hashlib
 

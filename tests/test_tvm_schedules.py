@@ -429,6 +429,17 @@ def test_padding_tiles_extents_without_divisors():
     assert padding(256, 56, **avx512) == (1, 1)  # 7 x 64 already
 
 
+def test_avx512_weight_panels_are_twice_as_large():
+    """AVX-512 cores have 1 MiB of L2 or more: a 3x3 conv over 256 channels streams a 7 x 32 tile's panel from it."""
+    from edgec.backends.tvm.schedules.cpu.gemm import PANEL_BYTES, choose_tile, panel_bytes
+
+    panels = {name: panel_bytes(tvm.target.Target(resolve_target(name).tvm))
+              for name in ("x86-64-avx512", "x86-64-avx2", "aarch64")}
+    assert panels == {"x86-64-avx512": 2 * PANEL_BYTES, "x86-64-avx2": PANEL_BYTES, "aarch64": PANEL_BYTES}
+    assert choose_tile(256, 14, 16, 28, 3 * 3 * 256, 4, 2 * PANEL_BYTES) == (32, 7)
+    assert choose_tile(256, 14, 16, 28, 3 * 3 * 256, 4, PANEL_BYTES) == (16, 7)
+
+
 def test_channels_half_a_512_bit_vector_take_256_bit_vectors(target):
     """24 output channels (MobileNetV2's projections) are 3 AVX2 vectors; on AVX-512 three 256-bit ones, not
     1.5 512-bit ones (13 MAC/ns: LLVM splits the 24-lane type)."""
