@@ -30,3 +30,12 @@ def rewrite_functions(mod, mutator):
         if isinstance(func, relax.Function):
             mod[gvar] = mutator.visit_expr(func)
     return mod
+
+
+def rewrite_functions_emitting(mod, mutator):
+    """`rewrite_functions` for a mutator that emits new PrimFuncs (`call_te`): the module its builder holds, with
+    every Relax function replaced and the PrimFuncs added."""
+    for gvar, func in list(mod.functions_items()):
+        if isinstance(func, relax.Function):
+            mutator.builder_.update_func(gvar, mutator.visit_expr(func))
+    return mutator.builder_.get()

@@ -15,7 +15,7 @@ import tvm
 from tvm import relax, topi
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from edgec.backends.tvm.rewrites._match import op_name, scalar_value
+from edgec.backends.tvm.rewrites._match import op_name, rewrite_functions_emitting, scalar_value
 
 _FAST = {  # Relax op -> TOPI's fast version, as TVM's FastMathTransform maps them
     "relax.exp": lambda call: (topi.fast_exp, call.args[0]),
@@ -40,10 +40,11 @@ class _FastMath(PyExprMutator):
             return relax.op.divide(one, relax.op.add(one, exp))
         if name in _FAST and str(call.ty.dtype) in ("float32", "float16"):
             return self.builder_.call_te(*_FAST[name](call))
-        if name == "relax.power" and _small_integer(call.args[1]) and str(call.ty.dtype) in ("float32", "float16"):
+        exponent = _small_integer(call.args[1]) if name == "relax.power" else None
+        if exponent and str(call.ty.dtype) in ("float32", "float16"):
             x = call.args[0]
             product = x
-            for _ in range(_small_integer(call.args[1]) - 1):
+            for _ in range(exponent - 1):
                 product = self.builder_.emit(relax.op.multiply(product, x))
             return product
         return call
@@ -59,8 +60,4 @@ def _small_integer(exponent: relax.Expr) -> int | None:
 def fast_math(mod: tvm.IRModule, ctx) -> tvm.IRModule:
     """exp, erf, tanh, softmax and sigmoid as TOPI's fast kernels, x ** 2 and x ** 3 as multiplies, in every Relax
     function."""
-    mutator = _FastMath(mod)
-    for gvar, func in list(mod.functions_items()):
-        if isinstance(func, relax.Function):
-            mutator.builder_.update_func(gvar, mutator.visit_expr(func))
-    return mutator.builder_.get()  # with the PrimFuncs call_te added
+    return rewrite_functions_emitting(mod, _FastMath(mod))

@@ -10,11 +10,13 @@ Measured (2-core AVX-512 host, TVM kernels alone): ViT-tiny's softmax over 3 x 1
 
 from __future__ import annotations
 
+import operator
+
 import tvm
 from tvm import relax, te, topi
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from edgec.backends.tvm.rewrites._match import op_name
+from edgec.backends.tvm.rewrites._match import op_name, rewrite_functions_emitting
 
 PARTIALS = 16  # running values per reduction: a 512-bit vector of float32, two 256-bit ones
 
@@ -41,7 +43,7 @@ def softmax(x: te.Tensor) -> te.Tensor:
     rows = tuple(rows)
     peak = _row_reduce(lambda *i: x[i], rows, n, te.max, te.max, "row_max")
     exp = topi.fast_exp(te.compute(x.shape, lambda *i: x[i] - peak[i[:-1]], name="shifted"))
-    total = _row_reduce(lambda *i: exp[i], rows, n, te.sum, lambda a, b: a + b, "row_sum")
+    total = _row_reduce(lambda *i: exp[i], rows, n, te.sum, operator.add, "row_sum")
     return te.compute(x.shape, lambda *i: exp[i] / total[i[:-1]], name="softmax")
 
 
@@ -49,11 +51,10 @@ def layer_norm(x: te.Tensor, gamma: te.Tensor, beta: te.Tensor, epsilon: float) 
     """LayerNorm over the last axis (mean, then the mean square deviation: TOPI's two passes)."""
     *rows, n = (int(d) for d in x.shape)
     rows = tuple(rows)
-    add = lambda a, b: a + b  # noqa: E731
-    total = _row_reduce(lambda *i: x[i], rows, n, te.sum, add, "row_sum")
+    total = _row_reduce(lambda *i: x[i], rows, n, te.sum, operator.add, "row_sum")
     mean = te.compute(rows, lambda *r: total(*r) / float(n), name="row_mean")
-    squares = _row_reduce(lambda *i: (x[i] - mean[i[:-1]]) * (x[i] - mean[i[:-1]]), rows, n, te.sum, add,
-                          "row_squares")
+    squares = _row_reduce(lambda *i: (x[i] - mean[i[:-1]]) * (x[i] - mean[i[:-1]]), rows, n, te.sum,
+                          operator.add, "row_squares")
     scale = te.compute(rows, lambda *r: tvm.tirx.rsqrt(squares(*r) / float(n) + epsilon), name="row_scale")
     return te.compute(x.shape, lambda *i: (x[i] - mean[i[:-1]]) * scale[i[:-1]] * gamma[i[-1]] + beta[i[-1]],
                       name="layer_norm")
@@ -89,8 +90,4 @@ class _RowReductions(PyExprMutator):
 @tvm.transform.module_pass(opt_level=0, name="edgec.RowReductions")
 def row_reductions(mod: tvm.IRModule, ctx) -> tvm.IRModule:
     """Last-axis softmax and LayerNorm (float32, static rows of at least two chunks) as partial-sum kernels."""
-    mutator_ = _RowReductions(mod)
-    for gvar, func in list(mod.functions_items()):
-        if isinstance(func, relax.Function):
-            mutator_.builder_.update_func(gvar, mutator_.visit_expr(func))
-    return mutator_.builder_.get()
+    return rewrite_functions_emitting(mod, _RowReductions(mod))
