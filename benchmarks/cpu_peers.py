@@ -5,13 +5,15 @@ any; `--tuning-db none` for rules only) vs ONNX Runtime vs OpenVINO (fp32: INFER
 and at its default precision, named in the table: bf16 on a CPU with AVX512_BF16) vs PyTorch eager, on
 ResNet-18-224, MobileNetV2-224 (torchvision-shaped, 1000 classes, random weights), LeNet-5 and, named
 `zoo:NAME`, the zoo's trained networks at their zoo input size (`--models zoo` for all classifiers), batch 1
-and 8. Every runtime gets the same input and is timed in its own process (benchmarks/peer_timing.py: two
-runtimes in one process distort each other's thread pools), the processes alternating round by round; the
-table shows the median over rounds of each process's p50, and edgec's ratio to each peer (lower is better).
+and 8; edgec in fp32, or `--precision bf16` (AVX512_BF16 dot products: compare with OpenVINO's default).
+Every runtime gets the same input and is timed in its own process (benchmarks/peer_timing.py: two runtimes
+in one process distort each other's thread pools), the processes alternating round by round; the table
+shows the median over rounds of each process's p50, and edgec's ratio to each peer (lower is better).
 
     .venv/bin/python benchmarks/cpu_peers.py                      # full table
     .venv/bin/python benchmarks/cpu_peers.py --models lenet --batches 1 --rounds 50
     .venv/bin/python benchmarks/cpu_peers.py --models zoo --batches 1
+    .venv/bin/python benchmarks/cpu_peers.py --models resnet18 --batches 1 --precision bf16
 """
 
 from __future__ import annotations
@@ -68,13 +70,15 @@ def export(name: str, batch: int, workdir: Path):
     return net, x.numpy(), path
 
 
-def compile_edgec(onnx_path: Path, workdir: Path, tuning_db: str | None = None) -> tuple[Path, dict]:
+def compile_edgec(onnx_path: Path, workdir: Path, tuning_db: str | None = None,
+                  precision: str = "fp32") -> tuple[Path, dict]:
     """(artifact, notes: compile seconds, kernels taken from a tuning database)."""
     from edgec.compiler import compile_model
 
     artifact = workdir / (onnx_path.stem + ".edgec")
     start = time.perf_counter()
-    manifest = compile_model(onnx_path, "cpu", artifact, backend="tvm", tuning_db=tuning_db).manifest
+    manifest = compile_model(onnx_path, "cpu", artifact, backend="tvm", tuning_db=tuning_db,
+                             precision=precision).manifest
     return artifact, {"compile_s": time.perf_counter() - start,
                       "kernels_from_db": len(manifest["backend_config"].get("tuning", {}).get("kernels_from_db", []))}
 
@@ -99,11 +103,13 @@ def main() -> int:
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--tuning-db", help="edgec's tuning database (default: the one shipped in tuning/ for this "
                                              "CPU, if any; 'none': schedule rules only)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="edgec's precision")
     args = parser.parse_args()
     import torch
 
     rows = []
-    head = ["model", "batch", "edgec p50 ms", "ONNX Runtime", "OpenVINO f32", "OpenVINO default", "PyTorch eager",
+    head = ["model", "batch", f"edgec {args.precision} p50 ms", "ONNX Runtime", "OpenVINO f32", "OpenVINO default",
+            "PyTorch eager",
             "edgec/ORT", "edgec/OpenVINO f32", "edgec/OpenVINO default", "compile s", "max abs err vs ORT"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -114,12 +120,13 @@ def main() -> int:
             for batch in map(int, args.batches.split(",")):
                 net, x, path = export(name, batch, work)
                 torch.save(net, work / "net.pt")
-                artifact, notes = compile_edgec(path, work, args.tuning_db)
+                artifact, notes = compile_edgec(path, work, args.tuning_db, args.precision)
                 err = max_abs_err_vs_ort(artifact, path, x)
                 paths = {"edgec": artifact, "onnxruntime": path, "openvino-f32": path, "openvino": path,
                          "pytorch": work / "net.pt"}
                 p50, timing_notes = time_peers(paths, {"input": x}, work, args.rounds, args.iters)
-                row = {"model": name, "batch": batch, "p50_ms": p50, "compile_s": notes["compile_s"],
+                row = {"model": name, "batch": batch, "precision": args.precision, "p50_ms": p50,
+                       "compile_s": notes["compile_s"],
                        "max_abs_err_vs_ort": err, "notes": {**notes, **timing_notes}}
                 rows.append(row)
 

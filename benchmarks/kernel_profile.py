@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/kernel_profile.py model.onnx [--top 5] [--runs 5]
     .venv/bin/python benchmarks/kernel_profile.py --real vit-tiny,gpt2     # suite models (edgec.zoo.real)
+    .venv/bin/python benchmarks/kernel_profile.py model.onnx --precision bf16
 
 Per kernel: calls per run, ms per run (median of `--runs` instrumented runs, `edgec.runtime.profile`), share of the
 run, the rule that scheduled it (the first of `cpu_rules()` that takes the fused PrimFunc: what compile does;
@@ -22,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def rules_and_macs(model_path: str, target) -> dict[str, tuple[str, float]]:
+def rules_and_macs(model_path: str, target, precision: str = "fp32") -> dict[str, tuple[str, float]]:
     """{fused kernel name: (rule that schedules it, MACs per call)}, as compile sees the kernels."""
     import tvm
     from tvm.s_tir.analysis import estimate_tir_flops
@@ -32,7 +33,7 @@ def rules_and_macs(model_path: str, target) -> dict[str, tuple[str, float]]:
 
     tvm_target = tvm.target.Target(target.tvm)
     out = {}
-    for gvar, func in fused_module(model_path, target).functions_items():
+    for gvar, func in fused_module(model_path, target, precision=precision).functions_items():
         if not isinstance(func, tvm.tirx.PrimFunc):
             continue
         with tvm_target:
@@ -56,17 +57,17 @@ def peak_macs_per_ns(target) -> float:
     return len(os.sched_getaffinity(0)) * 2 * lanes * max(mhz) / 1e3
 
 
-def profile(model_path: str, top: int, runs: int) -> str:
+def profile(model_path: str, top: int, runs: int, precision: str = "fp32") -> str:
     """Compile `model_path` for this CPU with TVM and profile it: `profile_artifact`'s table."""
     from edgec.compiler import compile_model
 
     with tempfile.TemporaryDirectory() as tmp:
         artifact = Path(tmp) / "model.edgec"
-        compile_model(model_path, "cpu", artifact, backend="tvm")
-        return profile_artifact(artifact, model_path, top, runs)
+        compile_model(model_path, "cpu", artifact, backend="tvm", precision=precision)
+        return profile_artifact(artifact, model_path, top, runs, precision)
 
 
-def profile_artifact(artifact, model_path, top: int, runs: int) -> str:
+def profile_artifact(artifact, model_path, top: int, runs: int, precision: str = "fp32") -> str:
     """A markdown table of the TVM artifact's `top` slowest kernels; `model_path` is the ONNX it was compiled
     from (the rules and MAC counts are read from its fused kernels)."""
     import edgec.runtime as rt
@@ -77,7 +78,7 @@ def profile_artifact(artifact, model_path, top: int, runs: int) -> str:
     target = resolve_target("cpu")
     module = rt.load(artifact)
     rows = profile_kernels(module, make_inputs(module.inputs), runs=runs)
-    info = rules_and_macs(str(model_path), target)
+    info = rules_and_macs(str(model_path), target, precision)
     peak = peak_macs_per_ns(target)
     total = sum(k.ms for k in rows)
     lines = [f"{Path(model_path).name}: {total:.2f} ms in kernels per run; nominal peak {peak:.0f} MAC/ns "
@@ -98,6 +99,7 @@ def main() -> int:
     parser.add_argument("--real", default="", help="suite models to export and profile, e.g. vit-tiny,gpt2")
     parser.add_argument("--top", type=int, default=5)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args()
     if not args.model and not args.real:
         parser.error("give an ONNX file or --real NAMES")
@@ -111,7 +113,7 @@ def main() -> int:
             paths.append(str(Path(tmp) / f"{name}.onnx"))
             export_module(module, inputs, paths[-1], exporter="dynamo")
         for path in paths:
-            print(profile(path, args.top, args.runs), "\n", flush=True)
+            print(profile(path, args.top, args.runs, args.precision), "\n", flush=True)
     return 0
 
 

@@ -6,6 +6,7 @@ ORT, checked against PyTorch, and timed against ONNX Runtime and OpenVINO on the
     .venv/bin/python benchmarks/real_models.py --models bert,resnet50 --exporters dynamo --rounds 5
     .venv/bin/python benchmarks/real_models.py --cross aarch64,cuda-sm_90       # also compile for those targets
     .venv/bin/python benchmarks/real_models.py --emulate mobilenet-v2           # ... and run one under qemu
+    .venv/bin/python benchmarks/real_models.py --precision bf16 --exporters dynamo  # edgec TVM in bf16
 
 Per model x exporter: export status and seconds; for edgec TVM and edgec ORT (`compile_model(..., "cpu")`):
 status, the first line of the error, compile seconds, max relative error vs PyTorch (max abs error / max
@@ -13,8 +14,9 @@ status, the first line of the error, compile seconds, max relative error vs PyTo
 and OpenVINO (CPU, LATENCY hint, INFERENCE_PRECISION_HINT f32; and at its default precision, named in the
 table: bf16 on a host with AVX512_BF16) and the ratios edgec TVM / each. Every runtime is timed in its own
 process (benchmarks/peer_timing.py), the processes alternate round by round, and the table shows the median
-over rounds of each process's p50. `--top-kernels N` adds each TVM build's slowest kernels, with the rule that
-scheduled each and its MAC/ns (benchmarks/kernel_profile.py).
+over rounds of each process's p50. `--precision bf16` compiles edgec TVM in bf16 (edgec ORT stays fp32; compare
+with OpenVINO's default, bf16 where the host has AVX512_BF16). `--top-kernels N` adds each TVM build's slowest
+kernels, with the rule that scheduled each and its MAC/ns (benchmarks/kernel_profile.py).
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def one_model(name: str, exporter: str, work: Path, args) -> dict:
     for backend in ("tvm", "ort"):
         artifact = work / f"{name}.{exporter}.{backend}.edgec"
         try:
-            result = compile_model(onnx_path, "cpu", artifact, backend=backend)
+            result = compile_model(onnx_path, "cpu", artifact, backend=backend,
+                                   precision=args.precision if backend == "tvm" else "fp32")
             got = rt.load(artifact).run(feeds)["logits"]
             row[backend] = {"status": "ok", "compile_s": round(result.seconds, 1),
                             "max_rel_err": errors(got, expected).rel_err}
@@ -96,7 +99,8 @@ def one_model(name: str, exporter: str, work: Path, args) -> dict:
         if args.top_kernels:
             from kernel_profile import profile_artifact
 
-            row["top_kernels"] = profile_artifact(artifacts["tvm"], onnx_path, args.top_kernels, runs=3)
+            row["top_kernels"] = profile_artifact(artifacts["tvm"], onnx_path, args.top_kernels, runs=3,
+                                                  precision=args.precision)
     for path in work.glob(f"{name}.{exporter}.*"):
         path.unlink()
     return row
@@ -111,8 +115,8 @@ def cell(entry: dict | None) -> str:
     return f"ok {entry['compile_s']:.0f} s{err}"
 
 
-def table(rows: list[dict], cross: list[str]) -> str:
-    head = ["model", "exporter", "export", "edgec TVM", "edgec ORT", *cross,
+def table(rows: list[dict], cross: list[str], precision: str = "fp32") -> str:
+    head = ["model", "exporter", "export", f"edgec TVM {precision}", "edgec ORT", *cross,
             "p50 ms edgec TVM / ORT / OpenVINO f32 / OpenVINO default", "TVM / ORT", "TVM / OpenVINO f32",
             "TVM / OpenVINO default"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -144,6 +148,7 @@ def main() -> int:
     parser.add_argument("--models", default=",".join(real.MODELS),
                         help=f"comma-separated, from {', '.join([*real.MODELS, *real.FAST_MODELS])}")
     parser.add_argument("--exporters", default="torchscript,dynamo")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="edgec TVM's precision")
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds (0: no timing)")
     parser.add_argument("--iters", type=int, default=20, help="timed calls per process")
     parser.add_argument("--cross", default="", help="also compile for these targets, e.g. aarch64,cuda-sm_90")
@@ -164,7 +169,7 @@ def main() -> int:
                 if args.json:
                     with open(args.json, "a") as f:
                         f.write(json.dumps(row) + "\n")
-    print(table(rows, args.cross))
+    print(table(rows, args.cross, args.precision))
     for r in rows:
         if r.get("top_kernels"):
             print(f"\n{r['model']} ({r['exporter']}), edgec TVM's top kernels:\n\n{r['top_kernels']}")

@@ -18,7 +18,7 @@ from edgec import __version__
 from edgec.errors import EdgecError
 
 BACKENDS = ("tvm", "ort", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def _echo_json(obj) -> None:

@@ -22,6 +22,7 @@ X86_ISA_FLAGS = (
 )
 _AVX2 = ("sse4_2", "avx", "avx2", "fma", "f16c", "bmi2")
 _AVX512 = _AVX2 + ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd", "avx512_vnni")
+_AVX512_BF16 = _AVX512 + ("avx512_bf16",)
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,9 @@ _NAMED = {
                                 "any x86-64 CPU with AVX2+FMA (Intel Haswell+, AMD Zen+)"),
     "x86-64-avx512": lambda: _x86("x86-64-avx512", "cascadelake", _AVX512,
                                   "x86-64 with AVX-512 and VNNI (Intel Cascade Lake+, AMD Zen 4+)"),
+    "x86-64-avx512-bf16": lambda: _x86("x86-64-avx512-bf16", "cooperlake", _AVX512_BF16,
+                                       "x86-64 with AVX-512, VNNI and BF16 (Intel Cooper Lake, Sapphire Rapids+, "
+                                       "AMD Zen 4+)"),
     "aarch64": lambda: _aarch64("aarch64", "generic", ("+neon",), _ARMV8, 4,
                                 "any Armv8-A Linux board with NEON (Raspberry Pi 3/4/5, Jetson, Graviton)"),
     "aarch64-cortex-a72": lambda: _aarch64("aarch64-cortex-a72", "cortex-a72", ("+neon",), _ARMV8, 4,

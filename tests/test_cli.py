@@ -160,10 +160,10 @@ def test_optimize_writes_model_and_records(tmp_path, lenet_onnx):
 @pytest.mark.parametrize("args, expected", [
     (("compile", "missing.onnx", "--target", "cpu", "-o", "x.edgec"), "edgec: error: missing.onnx: no such file"),
     (("compile", "LENET", "--target", "cpux", "-o", "x.edgec"),
-     "edgec: error: unknown target 'cpux'; known targets: cpu, x86-64-avx2, x86-64-avx512, aarch64, "
-     "aarch64-cortex-a72, aarch64-cortex-a76, jetson-orin-cpu, jetson-orin, rtx, cuda, cuda-sm_XX"),
+     "edgec: error: unknown target 'cpux'; known targets: cpu, x86-64-avx2, x86-64-avx512, x86-64-avx512-bf16, "
+     "aarch64, aarch64-cortex-a72, aarch64-cortex-a76, jetson-orin-cpu, jetson-orin, rtx, cuda, cuda-sm_XX"),
     (("compile", "LENET", "--target", "cpu", "--precision", "fp8", "-o", "x.edgec"),
-     "edgec: error: Invalid value for '--precision': 'fp8' is not one of 'fp32', 'fp16', 'int8'. (see --help)"),
+     "edgec: error: Invalid value for '--precision': 'fp8' is not one of 'fp32', 'fp16', 'bf16', 'int8'. (see --help)"),
     (("compile", "LENET", "--target", "cpu", "--input-shape", "input=1x-3x28", "-o", "x.edgec"),
      "edgec: error: --input-shape '1x-3x28': expected positive integers or dim names joined by 'x', e.g. "
      "1x3x224x224 or Nx3x224x224"),

@@ -206,11 +206,11 @@ def test_max_pool_requantized_to_other_parameters_runs_on_u8(codegen_target):
 
 
 def _pads_per_tile(func, target: Target) -> bool:
-    """Whether Int8Gemm computes `func`'s padding inside the conv's tile loop (not as a stage ahead of it)."""
-    from edgec.backends.tvm.schedules.cpu import Int8Gemm
+    """Whether DotGemm computes `func`'s padding inside the conv's tile loop (not as a stage ahead of it)."""
+    from edgec.backends.tvm.schedules.cpu import DotGemm
 
-    sch = Int8Gemm().apply(func, tvm.target.Target(target.tvm), False)
-    assert sch is not None, f"Int8Gemm declined the conv for {target.name}"
+    sch = DotGemm().apply(func, tvm.target.Target(target.tvm), False)
+    assert sch is not None, f"DotGemm declined the conv for {target.name}"
     pad, conv = (sch.get_loops(sch.get_sblock(name))[0] for name in ("pad_temp", "conv2d_nhwc_init"))
     return sch.get(pad).same_as(sch.get(conv))
 

@@ -12,7 +12,7 @@ import onnx
 from edgec.errors import EdgecError
 from edgec.targets import Target
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 @dataclass(frozen=True)

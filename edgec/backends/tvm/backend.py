@@ -19,13 +19,14 @@ from edgec.tvm_process import prepare_tvm
 
 
 class TvmBackend(Backend):
-    """CPU (x86-64, aarch64 cross) with edgec's schedule rules, fp32/fp16/int8; CUDA (incl. Jetson) fp32/fp16
+    """CPU (x86-64, aarch64 cross) with edgec's schedule rules, fp32/fp16/bf16/int8; CUDA (incl. Jetson) fp32/fp16
     with convs as implicit GEMMs (fp16 on the tensor cores) and dlight for the rest (`pipelines.cuda`). int8 lowers
     the QDQ model's conv/matmul to integer kernels (`rewrites.integer_qdq`) and runs its max pools on the
-    8-bit values (`rewrites.quantized_pool`); fp16 on a CPU is ToMixedPrecision (see `pipelines.cpu`)."""
+    8-bit values (`rewrites.quantized_pool`); fp16 on a CPU is ToMixedPrecision, bf16 gives conv/matmul bf16 operands
+    (`rewrites.bfloat16`, AVX512_BF16 dot products where the target has them; see `pipelines.cpu`)."""
 
     name = "tvm"
-    precisions = ("fp32", "fp16", "int8")
+    precisions = ("fp32", "fp16", "bf16", "int8")
     devices = ("cpu", "cuda")
     nms_strategy = "relax.vision.all_class_non_max_suppression (rows trimmed to the valid count)"
 
@@ -37,6 +38,9 @@ class TvmBackend(Backend):
         if options.precision == "int8" and target.device != "cpu":
             raise UnsupportedError(f"backend 'tvm' compiles int8 for CPU targets only; for target '{target.name}' "
                                    "use fp32/fp16, or --backend tensorrt --precision int8")
+        if options.precision == "bf16" and target.device != "cpu":
+            raise UnsupportedError(f"backend 'tvm' compiles bf16 for CPU targets only; for target '{target.name}' "
+                                   "use --precision fp16 (the GPU's tensor cores)")
         if target.device == "cuda":
             if not target.tvm:
                 raise UnsupportedError(f"backend 'tvm' cannot compile for target '{target.name}' "

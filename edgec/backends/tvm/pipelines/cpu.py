@@ -13,6 +13,9 @@
    fp16 (`--precision fp16`): Relax's ToMixedPrecision right after lift_clip, fp16 tensors with fp32
    accumulation in conv/matmul, graph I/O fp32; correct on any CPU, fast only where the CPU has fp16
    arithmetic (x86 without AVX512-FP16 converts each value, and runs it about 2x slower than fp32).
+   bf16 (`--precision bf16`): conv2d/matmul with constant weights take bf16 operands, fp32 accumulation
+   (`rewrites.bfloat16`), run as AVX512_BF16 dot products (`vdpbf16ps`) where the target has them;
+   elsewhere TVM's legalization widens each bf16 value to fp32 (correct, not faster than fp32).
 2. TVM's CPU legalization and fusion (LegalizeOps, FuseOps, FuseTIR): bias, folded BatchNorm,
    ReLU/Clip and residual adds end up in the conv/matmul kernel as epilogue blocks. Constant
    kernels are evaluated with one build for the whole model (`fold_constant_calls`), not Relax
@@ -38,6 +41,7 @@ def rewrite_passes(precision: str = "fp32") -> list:
     """Step 1: Relax rewrites that give the heavy ops GEMM shape (and fp16 where asked)."""
     from tvm import relax
 
+    from edgec.backends.tvm.rewrites.bfloat16 import bfloat16_operands
     from edgec.backends.tvm.rewrites.fast_math import fast_math
     from edgec.backends.tvm.rewrites.fold_constant_moves import fold_constant_moves
     from edgec.backends.tvm.rewrites.integer_qdq import integer_qdq
@@ -49,6 +53,7 @@ def rewrite_passes(precision: str = "fp32") -> list:
 
     passes = [quantized_pool, integer_qdq, lift_clip]
     passes += [relax.transform.ToMixedPrecision(out_dtype="float32")] if precision == "fp16" else []
+    passes += [bfloat16_operands] if precision == "bf16" else []
     return passes + [relax.transform.ConvertLayout(CONV2D_LAYOUT), pad_layout, fold_constant_moves, static_dims,
                      row_reductions, fast_math]
 

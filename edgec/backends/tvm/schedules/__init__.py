@@ -1,3 +1,3 @@
 """Schedule rules for TVM PrimFuncs, one folder per target kind (dlight's layout): `cpu/` (edgec's
-Gemm, Int8Gemm and Injective rules), `cuda/` (tensor-core implicit-GEMM convs, before dlight's GPU
+Gemm, DotGemm and Injective rules), `cuda/` (tensor-core implicit-GEMM convs, before dlight's GPU
 rules); `_loops` and `target_facts` are shared by both."""

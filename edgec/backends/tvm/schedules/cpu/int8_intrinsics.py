@@ -17,11 +17,14 @@ from tvm.script import tirx as T
 
 from edgec.backends.tvm.schedules._loops import ACCUMULATOR_SCOPE
 
+ACTIVATION, WEIGHT, ACCUMULATOR = "uint8", "int8", "int32"
+DEPTH = 4  # u8 activations per int32 lane of one instruction
+
 
 @dataclass(frozen=True)
 class DotProduct:
     name: str  # registered TensorIntrin
-    lanes: int  # int32 outputs per instruction
+    lanes: int  # accumulator lanes (outputs) per instruction
     temporaries: int  # vector registers the instruction sequence needs besides operands and accumulators
 
 
@@ -97,6 +100,19 @@ _IMPLEMENTATIONS = {
     AVXVNNI: lambda: _vpdpbusd(8, "llvm.x86.avx512.vpdpbusd.256"),
     VNNI: lambda: _vpdpbusd(16, "llvm.x86.avx512.vpdpbusd.512"),
 }
+
+
+def panel(_target) -> int:
+    """The weight panel bytes a tile may stream: the Gemm rule's PANEL_BYTES on every target (the int8 tiles were
+    measured with it)."""
+    from edgec.backends.tvm.schedules.cpu.gemm import PANEL_BYTES
+
+    return PANEL_BYTES
+
+
+def imports(_dot: DotProduct) -> None:
+    """No LLVM IR to import: the instructions are LLVM intrinsics TIR can call."""
+    return None
 
 
 @functools.cache

@@ -21,7 +21,7 @@ class Task:
     key: str  # the workload's structural hash (the database key, with the target)
 
 
-def fused_module(model_path: str, target: Target, input_shapes: dict | None = None):
+def fused_module(model_path: str, target: Target, input_shapes: dict | None = None, precision: str = "fp32"):
     """The Relax module right before edgec's schedule rules run, as compile builds it."""
     import tvm
 
@@ -37,7 +37,7 @@ def fused_module(model_path: str, target: Target, input_shapes: dict | None = No
     mod, _ = import_relax(graph, model_path)
     tvm_target = tvm.target.Target(target.tvm)
     with tvm_target:
-        return tvm.transform.Sequential(cpu.fused_passes(tvm_target))(mod)
+        return tvm.transform.Sequential(cpu.fused_passes(tvm_target, precision))(mod)
 
 
 def extract(fused, target: Target) -> tuple[list[Task], list[str]]:

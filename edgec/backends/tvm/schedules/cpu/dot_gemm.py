@@ -1,62 +1,68 @@
-"""Int8Gemm rule: u8 x s8 -> int32 conv2d/matmul tensorized with x86 dot-product instructions.
+"""DotGemm rule: conv2d/matmul tensorized with x86 dot-product instructions, for two operand families:
+u8 x s8 -> int32 (`int8_intrinsics`: what `integer_qdq` gives an int8 model) and bf16 x bf16 -> fp32
+(`bf16_intrinsics`: what `rewrites.bfloat16` gives `--precision bf16`).
 
 Pattern: the Gemm rule's single `S..SR..R` reduction (epilogue blocks after it, copies before it),
-where the reduction is `C[.., v] += int32(A[.., k]) * int32(W[.., k, v])` with A uint8, W an int8
-layout-free (constant) input, `v` the innermost spatial iterator (output channel) and `k` the
-innermost reduction iterator (input channel): what `integer_qdq` gives conv2d in NHWC/HWIO and
-matmul [M, K] x [K, N].
+where the reduction is `C[.., v] += acc(A[.., k]) * acc(W[.., k, v])` with A and W of the family's
+operand types (W a layout-free, constant input) and C of its accumulator type, `v` the innermost
+spatial iterator (output channel) and `k` the innermost reduction iterator (input channel): conv2d in
+NHWC/HWIO and matmul [M, K] x [K, N].
 
-Micro-kernel: one dot-product instruction computes `lanes` int32 outputs from 4 consecutive u8
-activations (one 32-bit broadcast) and a `lanes x 4` int8 weight block:
-- VNNI (avx512vnni): vpdpbusd.512, 16 lanes; AVX-VNNI (avxvnni): vpdpbusd.256, 8 lanes.
-- AVX-512BW: vpmaddubsw + vpmaddwd.512, 16 lanes; AVX2: vpmaddubsw + vpmaddwd (256-bit), 8 lanes.
-- Output channels that 16 lanes do not divide take the target's 8-lane form (vpdpbusd.256 with
-  AVX-512VL, AVX2's pair), so a kernel's instruction family does not depend on its channel count.
+Micro-kernel: one instruction computes `lanes` accumulators from `depth` consecutive activations (one
+32-bit broadcast) and a `lanes x depth` weight block:
+- int8 (depth 4): VNNI (avx512vnni) vpdpbusd.512, 16 lanes; AVX-VNNI (avxvnni) vpdpbusd.256, 8 lanes;
+  AVX-512BW vpmaddubsw + vpmaddwd.512, 16 lanes; AVX2 vpmaddubsw + vpmaddwd (256-bit), 8 lanes.
   vpmaddubsw saturates a pair sum at int16: `integer_qdq` keeps int8 weights only where no pair of
   weights can overflow (7-bit weights, ONNX Runtime's reduce_range), else int16, which this rule
   declines and the Gemm rule runs in plain int32.
-Other targets (aarch64, pre-AVX2 x86) are declined here and get the Gemm rule's int32 vector code.
+- bf16 (depth 2): AVX512_BF16 vdpbf16ps.512, 16 lanes, and (AVX-512VL) vdpbf16ps.256, 8 lanes.
+- Output channels that 16 lanes do not divide take the target's 8-lane form, so a kernel's
+  instruction family does not depend on its channel count.
+Targets without the family's instructions are declined here: int8 gets the Gemm rule's int32 vector
+code, bf16 the Gemm rule's fp32 code on operands TVM's legalization widens from bf16.
 
-Tiling follows the Gemm rule: `v` split `vo x vm x lanes`, the next spatial axis `ro x ri`
-(register block of `ri * vm` accumulators), `k` split `ko x 4`; loop order
+Tiling follows the Gemm rule: rows with no good divisor are padded (`padding`, `pad_einsum`: ViT's 197
+tokens), `v` split `vo x vm x lanes`, the next spatial axis `ro x ri`
+(register block of `ri * vm` accumulators), `k` split `ko x depth`; loop order
 fused(vo, outer spatial, ro) [parallel] > other reductions > ko > ri [unrolled] > vm [unrolled] >
-the intrinsic (lanes x 4). Weights are repacked at compile time `[.., K, N] -> [N/ob, .., K/4, ob, 4]`
-(a `layout_rewrite_preproc` block the pipeline folds into a constant), so each intrinsic reads one
-contiguous `lanes x 4` block. Zero-width padding copies are inlined; real padding is computed per
-tile, inside the parallel loop (a stage of its own for pixels of under 16 channels: a packed image);
+the intrinsic (lanes x depth). Weights are repacked at compile time `[.., K, N] -> [N/ob, .., K/depth, ob,
+depth]` (a `layout_rewrite_preproc` block the pipeline folds into a constant), so each intrinsic reads
+one contiguous `lanes x depth` block. Zero-width padding copies are inlined; real padding is computed
+per tile, inside the parallel loop (a stage of its own for pixels of under 16 channels: a packed image);
 epilogues run on the register tile.
 """
 
 from __future__ import annotations
 
+import tvm
 from tvm import s_tir, tirx
 from tvm.ir import TensorLoad
 from tvm.s_tir.dlight.base import try_inline
 
 from edgec.backends.tvm.schedules._loops import ACCUMULATOR_SCOPE, MIN_PARALLEL_WORK, parallel_vectorize, static_extents
-from edgec.backends.tvm.schedules.cpu import int8_intrinsics
+from edgec.backends.tvm.schedules.cpu import bf16_intrinsics, int8_intrinsics
 from edgec.backends.tvm.schedules.cpu.cpu_rule import CpuRule
 from edgec.backends.tvm.schedules.cpu.gemm import (
     OPERAND_REGISTERS,
+    _pad,
     _vars_in,
     _vectorize_tile,
     choose_tile,
+    padding,
     split_at_reduction,
     weight_params,
 )
 from edgec.backends.tvm.schedules.target_facts import vector_lanes, vector_registers
 
-DOT_K = 4  # u8 activations per int32 lane of one dot-product instruction
-PER_TILE_PAD_CHANNELS = 16  # a padded pixel's bytes copied as one vector per tile
+FAMILIES = (int8_intrinsics, bf16_intrinsics)  # each: ACTIVATION, WEIGHT, ACCUMULATOR, DEPTH, dot_products_for,
+# panel, registered, imports
+PER_TILE_PAD_CHANNELS = 16  # a padded pixel's channels copied as one vector per tile
 
 
-class Int8Gemm(CpuRule):
-    """Schedule an integer conv2d/matmul as a tensorized u8 x s8 -> i32 micro-kernel."""
+class DotGemm(CpuRule):
+    """Schedule an int8 (u8 x s8 -> i32) or bf16 (-> fp32) conv2d/matmul as a tensorized dot-product micro-kernel."""
 
     def _schedule(self, func: tirx.PrimFunc, target):
-        dots = int8_intrinsics.dot_products_for(target)
-        if not dots:
-            return None
         sch = s_tir.Schedule(func)
         split = split_at_reduction(sch)
         if split is None:
@@ -65,28 +71,42 @@ class Int8Gemm(CpuRule):
         n_reduce = red.dom_kind().count("R")
         n_spatial = len(red.iters) - n_reduce
         v, k = red.iters[n_spatial - 1].var, red.iters[-1].var
-        weight_index = _operand_indices(sch.get(red.block_rv), func, v, k)
-        if weight_index is None:
+        family = next((f for f in FAMILIES if _operand_indices(sch.get(red.block_rv), func, v, k, f) is not None),
+                      None)
+        dots = family.dot_products_for(target) if family else []
+        if not dots:
             return None
+        weight_index = _operand_indices(sch.get(red.block_rv), func, v, k, family)
+        depth = family.DEPTH
         loops = sch.get_loops(red.block_rv)
         vector_and_reductions = static_extents(sch, loops[n_spatial - 1:])
         if vector_and_reductions is None:
             return None
         n_vec, *reduce_extents = vector_and_reductions
         dot = next((d for d in dots if n_vec % d.lanes == 0), None)
-        if dot is None or reduce_extents[-1] % DOT_K:
+        if dot is None or reduce_extents[-1] % depth:
             return None
         register_axis = static_extents(sch, loops[n_spatial - 2:n_spatial - 1]) if n_spatial > 1 else None
         n_reg = register_axis[0] if register_axis else 1  # a symbolic batch of a matmul: no register block
         panel_rows = 1
         for n in reduce_extents:
             panel_rows *= n
-        ob, rb = choose_tile(n_vec, n_reg, dot.lanes, vector_registers(target) - OPERAND_REGISTERS - dot.temporaries,
-                             panel_rows, 1)
+        registers = vector_registers(target) - OPERAND_REGISTERS - dot.temporaries
+        weight_bytes, panel = tvm.DataType(family.WEIGHT).bits // 8, family.panel(target)
+        _, reg_pad = padding(n_vec, n_reg, dot.lanes, registers, panel_rows, weight_bytes, panel)
+        padded = _pad(sch, red, n_spatial, 1, reg_pad) if reg_pad > 1 else None
+        if padded is not None:  # rows with no good divisor (197 tokens); the weights stay as they are, to be packed
+            sch, producers, red, consumers = padded
+            n_reg = -(-n_reg // reg_pad) * reg_pad
+            weight_index = _operand_indices(sch.get(red.block_rv), func, red.iters[n_spatial - 1].var,
+                                            red.iters[-1].var, family)
+            if weight_index is None:
+                return None
+        ob, rb = choose_tile(n_vec, n_reg, dot.lanes, registers, panel_rows, weight_bytes, panel)
 
         producers = _inline_producers(sch, producers, red.block_rv)
         consumers = try_inline(sch, consumers)
-        _pack_dot_weights(sch, red.block_rv, weight_index, ob)
+        _pack_dot_weights(sch, red.block_rv, weight_index, ob, depth)
         writeback = sch.cache_write(red.block_rv, 0, ACCUMULATOR_SCOPE)
         if consumers:
             sch.compute_inline(writeback)
@@ -96,12 +116,12 @@ class Int8Gemm(CpuRule):
 
         loops = sch.get_loops(red.block_rv)
         spatial, reduce = loops[:n_spatial], loops[n_spatial:]
-        work = panel_rows // DOT_K  # dot-product steps per batch item (a symbolic batch counts as 1)
+        work = panel_rows // depth  # dot-product steps per batch item (a symbolic batch counts as 1)
         for loop in spatial:
             extent = sch.get(loop).extent
             work *= int(extent.value) if hasattr(extent, "value") else 1
         vo, vm, vl = sch.split(spatial[-1], factors=[None, ob // dot.lanes, dot.lanes])
-        ko, ki = sch.split(reduce[-1], factors=[None, DOT_K])
+        ko, ki = sch.split(reduce[-1], factors=[None, depth])
         if n_spatial > 1:
             ro, ri = sch.split(spatial[-2], factors=[None, rb])
             outer, unrolled = [vo, *spatial[:-2], ro], [ri, vm]
@@ -120,7 +140,10 @@ class Int8Gemm(CpuRule):
             _vectorize_tile(sch, final, after=tile, lanes=dot.lanes)
         init = sch.decompose_reduction(red.block_rv, reduce[0] if n_reduce > 1 else ko)
         _vectorize_tile(sch, init, after=tile, lanes=dot.lanes)
-        sch.tensorize(vl, int8_intrinsics.registered(dot))
+        sch.tensorize(vl, family.registered(dot))
+        llvm_ir = family.imports(dot)
+        if llvm_ir:
+            sch.annotate(tile, "pragma_import_llvm", llvm_ir)
         for producer in producers:
             parallel_vectorize(sch, producer.block_rv, vector_lanes(target, 8))
         return sch
@@ -158,11 +181,11 @@ def _pad_per_tile(sch: s_tir.Schedule, producers: list, tile) -> list:
     return whole
 
 
-def _operand_indices(block: s_tir.SBlock, func: tirx.PrimFunc, v, k) -> int | None:
-    """Index of the weight read when `block` is `C[.., v] += int32(A[.., k]) * int32(W[.., k, v])` with A
-    uint8, W an int8 layout-free parameter and C int32; else None."""
+def _operand_indices(block: s_tir.SBlock, func: tirx.PrimFunc, v, k, family) -> int | None:
+    """Index of the weight read when `block` is `C[.., v] += acc(A[.., k]) * acc(W[.., k, v])` with A, W (a
+    layout-free parameter) and C of `family`'s activation, weight and accumulator types; else None."""
     out = block.writes[0]
-    if str(out.source.dtype) != "int32" or not out.region or not out.region[-1].min.same_as(v):
+    if str(out.source.dtype) != family.ACCUMULATOR or not out.region or not out.region[-1].min.same_as(v):
         return None
     weights = weight_params(func)
     reads = [r for r in block.reads if not r.source.same_as(out.source)]
@@ -173,9 +196,9 @@ def _operand_indices(block: s_tir.SBlock, func: tirx.PrimFunc, v, k) -> int | No
         ranges, dtype = region.region, str(region.source.dtype)
         if region.source.same_as(out.source) or not ranges:
             continue
-        if dtype == "uint8" and ranges[-1].min.same_as(k) and not {v, k} & _vars_of(ranges[:-1]):
+        if dtype == family.ACTIVATION and ranges[-1].min.same_as(k) and not {v, k} & _vars_of(ranges[:-1]):
             activation = index
-        elif (dtype == "int8" and any(region.source.same_as(w) for w in weights) and len(ranges) >= 2
+        elif (dtype == family.WEIGHT and any(region.source.same_as(w) for w in weights) and len(ranges) >= 2
               and ranges[-1].min.same_as(v) and ranges[-2].min.same_as(k) and not {v, k} & _vars_of(ranges[:-2])):
             weight_index = index
     return weight_index if activation is not None else None
@@ -185,9 +208,10 @@ def _vars_of(ranges) -> set:
     return set().union(set(), *(_vars_in(r.min) for r in ranges))
 
 
-def _pack_dot_weights(sch: s_tir.Schedule, block, index: int, ob: int) -> None:
-    """Repack the weight `[.., K, N] -> [N / ob, .., K / 4, ob, 4]`, folded into a constant at compile time."""
+def _pack_dot_weights(sch: s_tir.Schedule, block, index: int, ob: int, depth: int) -> None:
+    """Repack the weight `[.., K, N] -> [N / ob, .., K / depth, ob, depth]`, folded into a constant at compile
+    time."""
     packed = sch.cache_read(block, index, "global")
     sch.annotate(packed, "meta_schedule.layout_rewrite_preproc", True)
     sch.transform_layout(block, ("read", index),
-                         lambda *i: (i[-1] // ob, *i[:-2], i[-2] // DOT_K, i[-1] % ob, i[-2] % DOT_K))
+                         lambda *i: (i[-1] // ob, *i[:-2], i[-2] // depth, i[-1] % ob, i[-2] % depth))
