@@ -32,15 +32,20 @@ CONVERTED = ("w2", "wp", "wg", "wm")  # the ops after the first layer whose weig
 
 
 def _net() -> onnx.ModelProto:
-    """conv3x3 3->16 (the first layer: stays fp32), ReLU, conv3x3 16->24 (24 channels: the 256-bit form), ReLU,
+    """conv3x3 3->16 (the first layer: stays fp32), ReLU, BatchNormalization (imported as a tuple and TupleGetItem,
+    which the first-layer analysis must see through), conv3x3 16->24 (24 channels: the 256-bit form), ReLU,
     depthwise 3x3 (stays fp32), 1x1 conv 24->32, global average pool, Gemm (transB) 32->16, ReLU, MatMul 16->250
     (250 outputs: padded to 256 columns and sliced back)."""
     shapes = {"w1": (16, 3, 3, 3), "w2": (24, 16, 3, 3), "wd": (24, 1, 3, 3), "wp": (32, 24, 1, 1), "wg": (16, 32),
               "wm": (16, 250)}
     weights = [numpy_helper.from_array((RNG.standard_normal(s) * 0.3).astype(np.float32), n) for n, s in shapes.items()]
+    weights += [numpy_helper.from_array(v.astype(np.float32), n) for n, v in (
+        ("bn_scale", RNG.uniform(0.5, 1.5, 16)), ("bn_bias", RNG.standard_normal(16) * 0.1),
+        ("bn_mean", RNG.standard_normal(16) * 0.1), ("bn_var", RNG.uniform(0.5, 1.5, 16)))]
     nodes = [helper.make_node("Conv", ["input", "w1"], ["c1"], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c1"], ["r1"]),
-             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["r1", "bn_scale", "bn_bias", "bn_mean", "bn_var"], ["n1"]),
+             helper.make_node("Conv", ["n1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c2"], ["r2"]),
              helper.make_node("Conv", ["r2", "wd"], ["d"], pads=[1, 1, 1, 1], group=24),
              helper.make_node("Conv", ["d", "wp"], ["p"]),

@@ -57,7 +57,7 @@ class _Bfloat16Operands(PyExprMutator):
             order.append(var)
             bound = self.lookup_binding(var)
             if bound is not None and op_name(bound) not in HEAVY_OPS:
-                pending.extend(a for a in getattr(bound, "args", []) if isinstance(a, (relax.Var, relax.Tuple)))
+                pending.extend(_inputs(bound))
         for var in reversed(order):  # producers before consumers
             bound = self.lookup_binding(var)
             if bound is None:
@@ -65,7 +65,7 @@ class _Bfloat16Operands(PyExprMutator):
             elif op_name(bound) in HEAVY_OPS:
                 self.after_heavy[var] = True
             else:
-                self.after_heavy[var] = any(self._resolved(a) for a in getattr(bound, "args", []))
+                self.after_heavy[var] = any(self._resolved(a) for a in _inputs(bound))
         return self._resolved(expr)
 
     def _resolved(self, expr) -> bool:
@@ -120,6 +120,18 @@ class _Bfloat16Operands(PyExprMutator):
         if extra:
             out = relax.op.strided_slice(out, axes=[call.ty.ndim - 1], begin=[0], end=[n])
         return out
+
+
+def _inputs(value: relax.Expr) -> list:
+    """The variables and tuples a bound value reads: a call's arguments, a tuple's fields, a TupleGetItem's tuple
+    (batch norm's and split's outputs)."""
+    if isinstance(value, relax.TupleGetItem):
+        children = [value.tuple_value]
+    elif isinstance(value, relax.Tuple):
+        children = list(value.fields)
+    else:
+        children = list(getattr(value, "args", []))
+    return [c for c in children if isinstance(c, (relax.Var, relax.Tuple))]
 
 
 def _bf16(x: relax.Expr) -> relax.Expr:
