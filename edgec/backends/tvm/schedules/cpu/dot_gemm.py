@@ -49,7 +49,7 @@ from edgec.backends.tvm.schedules.cpu.gemm import (
     _vectorize_tile,
     choose_tile,
     padding,
-    split_at_reduction,
+    schedule_reduction,
     weight_params,
 )
 from edgec.backends.tvm.schedules.target_facts import vector_lanes, vector_registers
@@ -63,11 +63,10 @@ class DotGemm(CpuRule):
     """Schedule an int8 (u8 x s8 -> i32) or bf16 (-> fp32) conv2d/matmul as a tensorized dot-product micro-kernel."""
 
     def _schedule(self, func: tirx.PrimFunc, target):
-        sch = s_tir.Schedule(func)
-        split = split_at_reduction(sch)
+        split = schedule_reduction(func)
         if split is None:
             return None
-        producers, red, consumers = split
+        sch, producers, red, consumers = split
         n_reduce = red.dom_kind().count("R")
         n_spatial = len(red.iters) - n_reduce
         v, k = red.iters[n_spatial - 1].var, red.iters[-1].var

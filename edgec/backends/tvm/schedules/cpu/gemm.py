@@ -66,11 +66,10 @@ class Gemm(CpuRule):
     """Schedule a single-reduction function (conv2d, matmul, pooling) as a tiled micro-kernel."""
 
     def _schedule(self, func: tirx.PrimFunc, target):
-        sch = s_tir.Schedule(func)
-        split = split_at_reduction(sch)
+        split = schedule_reduction(func)
         if split is None:
             return None
-        producers, red, consumers = split
+        sch, producers, red, consumers = split
         extents = loop_extents(sch, red.get_loops())
         n_spatial = len(extents) - _n_reduce(red)
         # only loops outside the micro-kernel may be symbolic (a dynamic batch: the tile loop takes it)
@@ -148,6 +147,13 @@ def split_at_reduction(sch: s_tir.Schedule):
         return None
     position = blocks.index(reductions[0])
     return blocks[:position], reductions[0], blocks[position + 1:]
+
+
+def schedule_reduction(func: tirx.PrimFunc):
+    """(a Schedule of `func`, *`split_at_reduction` of it), or None when `func` has no single reduction."""
+    sch = s_tir.Schedule(func)
+    split = split_at_reduction(sch)
+    return None if split is None else (sch, *split)
 
 
 def tile_lanes(n_vec: int, lanes: int, bits: int) -> int:
