@@ -18,6 +18,13 @@ def scalar_value(expr) -> float | None:
     return None
 
 
+def transposed(expr) -> relax.Expr | None:
+    """The operand of a 2-D transpose (`permute_dims` with no axes, which reverses them, or [1, 0]), else None."""
+    if op_name(expr) != "relax.permute_dims":
+        return None
+    return expr.args[0] if expr.attrs.axes is None or [int(a) for a in expr.attrs.axes] == [1, 0] else None
+
+
 def producer(mutator, expr):
     """What `expr` is bound to, when it is a variable bound in the block `mutator` is visiting; else `expr`."""
     bound = mutator.lookup_binding(expr) if isinstance(expr, relax.Var) else None

@@ -28,7 +28,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from edgec.backends.tvm.rewrites._match import op_name, producer, rewrite_functions
+from edgec.backends.tvm.rewrites._match import op_name, producer, rewrite_functions, transposed
 
 BF16_PAIR = 2  # bf16 values per 32-bit lane of one dot-product instruction: input channels padded to this
 OUTPUT_LANES = 16  # a matmul's output columns are padded to whole 512-bit vectors (GPT-2's 50257-word LM head)...
@@ -84,8 +84,7 @@ class _Bfloat16Operands(PyExprMutator):
         name = op_name(call)
         if name not in HEAVY_OPS or not self._after_heavy_op(call.args[0]):
             return call
-        lowered = self._conv2d(call) if name == "relax.nn.conv2d" else self._matmul(call) if name == "relax.matmul" \
-            else None
+        lowered = self._conv2d(call) if name == "relax.nn.conv2d" else self._matmul(call)
         return call if lowered is None else lowered
 
     def _conv2d(self, call: relax.Call):
@@ -104,9 +103,8 @@ class _Bfloat16Operands(PyExprMutator):
 
     def _matmul(self, call: relax.Call):
         rhs = producer(self, call.args[1])
-        if op_name(rhs) == "relax.permute_dims" and (rhs.attrs.axes is None
-                                                      or [int(a) for a in rhs.attrs.axes] == [1, 0]):
-            w = self._constant(rhs.args[0])
+        if transposed(rhs) is not None:
+            w = self._constant(transposed(rhs))
             w = None if w is None or w.ndim != 2 else w.T
         else:
             w = self._constant(rhs)

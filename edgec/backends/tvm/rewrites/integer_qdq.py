@@ -31,7 +31,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from edgec.backends.tvm.rewrites._match import op_name, producer, rewrite_functions, scalar_value
+from edgec.backends.tvm.rewrites._match import op_name, producer, rewrite_functions, scalar_value, transposed
 
 QUANTIZED_INPUTS = ("uint8", "int8")
 DOT_K = 4  # input channels are padded to a multiple of this: x86 dot products take 4 u8 x s8 at once
@@ -127,9 +127,8 @@ class _IntegerLowering(PyExprMutator):
             return None
         x = self._activation(call.args[0])
         rhs = producer(self, call.args[1])
-        if op_name(rhs) == "relax.permute_dims" and (rhs.attrs.axes is None  # None: reverse the 2 axes
-                                                      or [int(a) for a in rhs.attrs.axes] == [1, 0]):
-            w = self._weight(rhs.args[0], 0)  # Gemm transB: W_q is [N, K]
+        if transposed(rhs) is not None:
+            w = self._weight(transposed(rhs), 0)  # Gemm transB: W_q is [N, K]
             w = None if w is None else (w[0].T, w[1])
         else:
             w = self._weight(rhs, 1)  # MatMul: W_q is [K, N]

@@ -70,12 +70,11 @@ class DotGemm(CpuRule):
         n_reduce = red.dom_kind().count("R")
         n_spatial = len(red.iters) - n_reduce
         v, k = red.iters[n_spatial - 1].var, red.iters[-1].var
-        family = next((f for f in FAMILIES if _operand_indices(sch.get(red.block_rv), func, v, k, f) is not None),
-                      None)
+        matches = ((f, _operand_indices(sch.get(red.block_rv), func, v, k, f)) for f in FAMILIES)
+        family, weight_index = next(((f, i) for f, i in matches if i is not None), (None, None))
         dots = family.dot_products_for(target) if family else []
         if not dots:
             return None
-        weight_index = _operand_indices(sch.get(red.block_rv), func, v, k, family)
         depth = family.DEPTH
         loops = sch.get_loops(red.block_rv)
         vector_and_reductions = static_extents(sch, loops[n_spatial - 1:])
