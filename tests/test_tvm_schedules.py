@@ -142,6 +142,14 @@ def _nonlinear():
     return _model(nodes, inits, [4, 61], [4, 61])
 
 
+
+def _variadic():
+    """Sum/Max/Mean of three inputs next to a conv (NHWC), broadcasting a per-channel and a one-element input."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["a"], pads=[1] * 4), helper.make_node("Relu", ["a"], ["b"]),
+             helper.make_node("Sum", ["a", "b", "c"], ["s"]), helper.make_node("Max", ["a", "b", "d"], ["m"]),
+             helper.make_node("Min", ["s", "m"], ["n"]), helper.make_node("Mean", ["s", "n", "a"], ["y"])]
+    return _model(nodes, [_const("w", 8, 4, 3, 3), _const("c", 8, 1, 1), _const("d", 1)], [1, 4, 8, 8], [1, 8, 8, 8])
+
 CASES = {
     "conv3x3_relu": _conv(16, 32, 3, act="relu"),
     "conv3x3_stride2_relu6": _conv(8, 16, 3, stride=2, act="relu6"),
@@ -167,6 +175,7 @@ CASES = {
     "attention_197_tokens": _attention(197, 64),
     "lm_head_prime_vocab": _lm_head(),
     "nonlinear_fast_math": _nonlinear(),
+    "variadic_sum_max_min_mean": _variadic(),
 }
 
 
@@ -386,6 +395,21 @@ def test_lift_clip_turns_clip_kernels_into_relax_ops():
     assert "R.maximum" in text and "R.minimum" in text and "call_tir" not in text
 
 
+def test_variadic_ops_become_binary_chains():
+    """TVM's importer stacks Sum/Max/Min/Mean inputs on a new axis, which ConvertLayout cannot follow next to an
+    NHWC conv ("Invalid SLayout"); the rewrite leaves binary ops and no stack."""
+    from tvm.relax.frontend.onnx import from_onnx
+
+    from edgec.backends.tvm.rewrites.pairwise_variadic import pairwise_variadic
+
+    imported = from_onnx(CASES["variadic_sum_max_min_mean"], keep_params_in_input=False)["main"].script()
+    assert imported.count("R.stack") == 4
+    text = pairwise_variadic(from_onnx(CASES["variadic_sum_max_min_mean"], keep_params_in_input=False))["main"].script()
+    assert "R.stack" not in text and "R.broadcast_to" not in text
+    assert text.count("R.add") == 4 and text.count("R.maximum") == 2 and text.count("R.minimum") == 1
+    assert text.count("R.divide") == 1
+
+
 @pytest.mark.parametrize("mcpu, triple, bits", [("haswell", "x86_64-linux-gnu", 256),
                                                 ("znver3", "x86_64-linux-gnu", 256),
                                                 ("cascadelake", "x86_64-linux-gnu", 512),
@@ -399,14 +423,44 @@ def test_vector_width_is_read_from_the_target(mcpu, triple, bits):
 
 
 def test_choose_tile_keeps_accumulators_in_registers():
-    from edgec.backends.tvm.schedules.cpu.gemm import choose_tile
+    from edgec.backends.tvm.schedules.cpu.gemm import choose_tile, live_registers
 
     for n_vec, n_reg, rows in [(64, 56, 576), (512, 7, 4608), (576, 14, 96), (1000, 1, 512), (6, 24, 25)]:
-        ob, rb = choose_tile(n_vec, n_reg, lanes=8, registers=14, panel_rows=rows, dtype_bytes=4)
+        ob, rb = choose_tile(n_vec, n_reg, lanes=8, registers=12, panel_rows=rows, dtype_bytes=4, live_limit=16)
         assert n_vec % ob == 0 and n_reg % rb == 0
-        assert rb * -(-ob // 8) <= 14
-    # a 3x3x512 weight panel wider than 8 would not fit in L2: one vector wide, reused by 7 pixels
-    assert choose_tile(512, 7, 8, 14, 4608, 4) == (8, 7)
+        assert rb * -(-ob // 8) <= 12 and live_registers(-(-ob // 8), rb) <= 16
+    # a 3x3x512 weight panel wider than 8 would not fit in L2: one vector wide, reused by 7 pixels (7 x 2 would
+    # take 14 of AVX2's 12 accumulator registers)
+    assert choose_tile(512, 7, 8, 12, 4608, 4, live_limit=16) == (8, 7)
+
+
+def test_avx512_tiles_do_not_spill():
+    """A 7 x 4 tile keeps 33 registers live (28 accumulators, 4 weight vectors, a broadcast): LLVM spilled two
+    accumulators per reduction step. With x86's 32 registers as the limit, ResNet's 56- and 112-wide convs take
+    8 x 2 tiles, its 28-wide ones 4 x 4, ViT's 197-row dense layers pad to 198 rows for 6 x 4."""
+    from edgec.backends.tvm.schedules.cpu.gemm import PANEL_BYTES, choose_tile, live_registers, padding, spill_limit
+
+    avx512 = dict(lanes=16, registers=28, dtype_bytes=4, panel=2 * PANEL_BYTES)
+    assert live_registers(4, 7) == 33 and live_registers(1, 7) == 8 and live_registers(8, 1) == 9
+    assert choose_tile(64, 56, panel_rows=576, **avx512) == (64, 7)  # without a limit: the spilling tile
+    assert choose_tile(64, 56, panel_rows=576, live_limit=32, **avx512) == (32, 8)
+    assert choose_tile(64, 112, panel_rows=147, live_limit=32, **avx512) == (32, 8)  # the 7x7 stem over RGB
+    assert choose_tile(128, 28, panel_rows=1152, live_limit=32, **avx512) == (64, 4)
+    assert padding(192, 197, panel_rows=768, live_limit=32, **avx512) == (1, 6)
+    assert choose_tile(192, 198, panel_rows=768, live_limit=32, **avx512) == (64, 6)
+    limits = {name: spill_limit(tvm.target.Target(resolve_target(name).tvm))
+              for name in ("x86-64-avx512", "x86-64-avx2", "aarch64")}
+    assert limits == {"x86-64-avx512": 32, "x86-64-avx2": 16, "aarch64": None}
+
+
+def test_starved_tiles_take_a_wider_panel():
+    """ResNet's 7x7 maps over 512 channels: a 512 KiB panel allows 16 columns, 7 accumulators (fewer than the 8
+    that FMA latency x 2 pipes needs); the whole L2 allows 7 x 32, as many rows, 14 accumulators. AVX2 has no
+    accumulator registers for 7 x 2 and keeps 7 x 1 rather than trade rows (weight reuse) for width."""
+    from edgec.backends.tvm.schedules.cpu.gemm import PANEL_BYTES, choose_tile
+
+    assert choose_tile(512, 7, 16, 28, 4608, 4, 2 * PANEL_BYTES, live_limit=32) == (32, 7)
+    assert choose_tile(256, 14, 8, 12, 2304, 4, PANEL_BYTES, live_limit=16) == (8, 7)  # 2 x 32 would fit 512 KiB
 
 
 def test_padding_tiles_extents_without_divisors():
@@ -437,7 +491,9 @@ def test_avx512_weight_panels_are_twice_as_large():
               for name in ("x86-64-avx512", "x86-64-avx2", "aarch64")}
     assert panels == {"x86-64-avx512": 2 * PANEL_BYTES, "x86-64-avx2": PANEL_BYTES, "aarch64": PANEL_BYTES}
     assert choose_tile(256, 14, 16, 28, 3 * 3 * 256, 4, 2 * PANEL_BYTES) == (32, 7)
-    assert choose_tile(256, 14, 16, 28, 3 * 3 * 256, 4, PANEL_BYTES) == (16, 7)
+    # a 14 x 14 map over 512 input channels: 7 x 64 takes 1.2 MiB, 7 x 32 needs the AVX-512 panel
+    assert choose_tile(256, 14, 16, 28, 3 * 3 * 512, 4, 2 * PANEL_BYTES) == (32, 7)
+    assert choose_tile(256, 14, 16, 28, 3 * 3 * 512, 4, PANEL_BYTES) == (16, 7)
 
 
 def test_channels_half_a_512_bit_vector_take_256_bit_vectors(target):

@@ -2,9 +2,11 @@
 1. Relax rewrites that give the heavy ops GEMM shape: an int8 (QDQ) model's max pools run on the
    8-bit values (`rewrites.quantized_pool`), its conv/matmul lowered to
    u8 x s8 -> int32 ops with a requantize epilogue (`rewrites.integer_qdq`), Clip kernels
-   lifted back to Relax ops (`rewrites.lift_clip`), then conv2d converted to NHWC activations with HWIO weights
-   (`ConvertLayout`): output channels become the unit-stride axis of both the output and the
-   weights, so one output-channel vector is one contiguous weight load times one broadcast input.
+   lifted back to Relax ops (`rewrites.lift_clip`), variadic Sum/Max/Min/Mean built as chains of binary ops
+   (`rewrites.pairwise_variadic`; the importer's stack-and-reduce defeats ConvertLayout), then conv2d converted
+   to NHWC activations with HWIO weights (`ConvertLayout`): output channels become the unit-stride axis of
+   both the output and the weights, so one output-channel vector is one contiguous weight load times one
+   broadcast input.
    Weight transposes are constants and fold away in numpy (`fold_constant_moves`); elementwise ops
    and pooling follow the layout; zero-point pads follow it too (`rewrites.pad_layout`). Static
    dims the importer reads from a symbolic shape become constants (`rewrites.static_dims`). exp, erf, tanh,
@@ -47,11 +49,12 @@ def rewrite_passes(precision: str = "fp32") -> list:
     from edgec.backends.tvm.rewrites.integer_qdq import integer_qdq
     from edgec.backends.tvm.rewrites.lift_clip import lift_clip
     from edgec.backends.tvm.rewrites.pad_layout import pad_layout
+    from edgec.backends.tvm.rewrites.pairwise_variadic import pairwise_variadic
     from edgec.backends.tvm.rewrites.quantized_pool import quantized_pool
     from edgec.backends.tvm.rewrites.row_reductions import row_reductions
     from edgec.backends.tvm.rewrites.static_dims import static_dims
 
-    passes = [quantized_pool, integer_qdq, lift_clip]
+    passes = [quantized_pool, integer_qdq, lift_clip, pairwise_variadic]
     passes += [relax.transform.ToMixedPrecision(out_dtype="float32")] if precision == "fp16" else []
     passes += [bfloat16_operands] if precision == "bf16" else []
     return passes + [relax.transform.ConvertLayout(CONV2D_LAYOUT), pad_layout, fold_constant_moves, static_dims,

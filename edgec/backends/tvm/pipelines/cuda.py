@@ -25,11 +25,14 @@ def pipeline(target: Target, options: CompileOptions):
     from tvm.relax.backend.cuda import pipeline as cuda
 
     from edgec.backends.tvm.rewrites.lift_clip import lift_clip
+    from edgec.backends.tvm.rewrites.pairwise_variadic import pairwise_variadic
 
     tvm_target = tvm.target.Target(target.tvm)
     # Clip (ReLU6) kernels back to Relax ops first: ConvertLayout and ToMixedPrecision cannot see into the
-    # importer's call_tir (ToMixedPrecision failed on MobileNetV2's ReLU6 with "Expected TensorType")
-    prepare = [lift_clip, relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
+    # importer's call_tir (ToMixedPrecision failed on MobileNetV2's ReLU6 with "Expected TensorType"); variadic
+    # Sum/Max/Min/Mean as binary ops, whose layout ConvertLayout can follow
+    prepare = [lift_clip, pairwise_variadic, relax.transform.DecomposeOpsForInference(),
+               relax.transform.CanonicalizeBindings(),
                relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]})]
     if options.precision == "fp16":
         prepare.append(relax.transform.ToMixedPrecision(out_dtype="float16"))

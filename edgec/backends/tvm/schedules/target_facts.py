@@ -11,7 +11,7 @@ def vector_bits(target) -> int:
     """
     from tvm.target.codegen import llvm_get_vector_width, target_has_features
 
-    if _triple(target).startswith(("x86_64", "i686", "i386")):
+    if is_x86(target):
         if target_has_features("avx512f", target):
             return 512
         return 256 if target_has_features("avx", target) else 128
@@ -29,6 +29,10 @@ def vector_registers(target) -> int:
     if _triple(target).startswith("aarch64") or vector_bits(target) >= 512:
         return 32
     return 16
+
+
+def is_x86(target) -> bool:
+    return _triple(target).startswith(("x86_64", "i686", "i386"))
 
 
 def is_cpu(target) -> bool:

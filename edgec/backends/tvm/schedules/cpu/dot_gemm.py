@@ -50,6 +50,7 @@ from edgec.backends.tvm.schedules.cpu.gemm import (
     choose_tile,
     padding,
     schedule_reduction,
+    spill_limit,
     weight_params,
 )
 from edgec.backends.tvm.schedules.target_facts import vector_lanes, vector_registers
@@ -90,8 +91,10 @@ class DotGemm(CpuRule):
         for n in reduce_extents:
             panel_rows *= n
         registers = vector_registers(target) - OPERAND_REGISTERS - dot.temporaries
+        limit = spill_limit(target)
+        live = None if limit is None else limit - dot.temporaries  # the instruction's temporaries are live too
         weight_bytes, panel = tvm.DataType(family.WEIGHT).bits // 8, family.panel(target)
-        _, reg_pad = padding(n_vec, n_reg, dot.lanes, registers, panel_rows, weight_bytes, panel)
+        _, reg_pad = padding(n_vec, n_reg, dot.lanes, registers, panel_rows, weight_bytes, panel, live)
         padded = _pad(sch, red, n_spatial, 1, reg_pad) if reg_pad > 1 else None
         if padded is not None:  # rows with no good divisor (197 tokens); the weights stay as they are, to be packed
             sch, producers, red, consumers = padded
@@ -100,7 +103,7 @@ class DotGemm(CpuRule):
                                             red.iters[-1].var, family)
             if weight_index is None:
                 return None
-        ob, rb = choose_tile(n_vec, n_reg, dot.lanes, registers, panel_rows, weight_bytes, panel)
+        ob, rb = choose_tile(n_vec, n_reg, dot.lanes, registers, panel_rows, weight_bytes, panel, live)
 
         producers = _inline_producers(sch, producers, red.block_rv)
         consumers = try_inline(sch, consumers)

@@ -12,7 +12,8 @@ Tiling (the classic CPU direct-convolution / GEMM micro-kernel):
 - `v` is split into `vo x vi`, `vi` = `ob` elements, a multiple of the target's vector lanes;
   the next spatial iterator `r` (output column of a conv, row of a matmul) into `ro x ri`,
   `ri` = `rb`, a divisor of its extent. `rb * ob / lanes` accumulators live in vector registers:
-  as many as the target has, less four for the operands.
+  as many as the target has, less four for the operands, and on x86 no tile whose accumulators, weight
+  vectors and broadcast together need more registers than there are (`live_registers`: LLVM spills them).
 - Loop order: fused(vo, outer spatial..., ro) [parallel] > reduction loops > ri [unrolled] >
   vi [vectorized]. `vo` outermost keeps one weight panel (all of K for `ob` outputs) hot in
   cache while every output row/pixel streams past it.
@@ -52,7 +53,7 @@ from edgec.backends.tvm.schedules._loops import (
     static_extents,
 )
 from edgec.backends.tvm.schedules.cpu.cpu_rule import CpuRule
-from edgec.backends.tvm.schedules.target_facts import vector_bits, vector_lanes, vector_registers
+from edgec.backends.tvm.schedules.target_facts import is_x86, vector_bits, vector_lanes, vector_registers
 
 MAX_UNROLL = 8  # longest register-block axis unrolled in the micro-kernel
 OPERAND_REGISTERS = 4  # left for broadcast inputs and weights: 14 accumulators spilled in 3x3 convs (3x slower)
@@ -60,6 +61,7 @@ PANEL_BYTES = 256 * 1024  # weight panel kept cache-resident: half of a typical 
 MAX_PAD_WASTE = 1 / 16  # most extra work padding may add to a kernel: 197 tokens -> 208 (5.6%)
 ROW_PAD_MIN_VECTORS = 16  # output vectors per row from which padding the rows pays for the padded input copy
 MAX_WINDOW = 7 * 7  # window taps unrolled in a depthwise/pooling kernel: 7x7, the largest common depthwise kernel
+MIN_ACCUMULATORS = 8  # FMA latency (4 cycles) x FMA pipes (2): fewer independent accumulators leave the pipes idle
 
 
 class Gemm(CpuRule):
@@ -82,9 +84,9 @@ class Gemm(CpuRule):
             panel_rows *= n
         n_vec, n_reg = extents[n_spatial - 1], (extents[n_spatial - 2] or 1) if n_spatial > 1 else 1
         lanes = tile_lanes(n_vec, vector_lanes(target, bits), bits)
-        registers = vector_registers(target) - OPERAND_REGISTERS
+        registers, live = vector_registers(target) - OPERAND_REGISTERS, spill_limit(target)
         panel = panel_bytes(target)
-        vec_pad, reg_pad = padding(n_vec, n_reg, lanes, registers, panel_rows, bits // 8, panel)
+        vec_pad, reg_pad = padding(n_vec, n_reg, lanes, registers, panel_rows, bits // 8, panel, live)
         if vec_pad > 1 and n_vec < ROW_PAD_MIN_VECTORS * lanes and _weight_along(sch, red, func, n_spatial):
             vec_pad = 1  # a padded weight's repack is no plain copy, which MetaSchedule's measurement needs
         if (vec_pad, reg_pad) != (1, 1):  # extents with no good divisor (197 tokens, a 50257-word vocabulary)
@@ -95,7 +97,7 @@ class Gemm(CpuRule):
         consumers = try_inline(sch, consumers)
         if len(consumers) > 1:
             return None
-        ob, rb = choose_tile(n_vec, n_reg, lanes, registers, panel_rows, bits // 8, panel)
+        ob, rb = choose_tile(n_vec, n_reg, lanes, registers, panel_rows, bits // 8, panel, live)
 
         window = _is_window(sch.get(red.block_rv), red.iters[n_spatial - 1].var)
         packed = _pack_weights(sch, red.block_rv, func, red.iters[n_spatial - 1].var, ob, producers)
@@ -173,15 +175,18 @@ def panel_bytes(target) -> int:
 
 
 def choose_tile(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: int,
-                dtype_bytes: int, panel: int = PANEL_BYTES) -> tuple[int, int]:
+                dtype_bytes: int, panel: int = PANEL_BYTES, live_limit: int | None = None) -> tuple[int, int]:
     """Pick (ob, rb): `ob` elements of the vector axis by `rb` of the register-block axis.
 
     `ob` is a power-of-two number of vectors dividing `n_vec` (LLVM splits such vector types into
     registers cleanly; 3- or 6-register types measured 3-18x slower), else the largest divisor of
     `n_vec` up to two vectors, so no tail loop is needed; `rb` a divisor of `n_reg` up to MAX_UNROLL.
     1. The weight panel one tile streams (`panel_rows` reduction steps x `ob`) must fit in
-       `panel` bytes, so it stays in L2 while every output pixel/row passes over it.
-    2. Most accumulator registers `rb * ceil(ob / lanes)` within `registers`.
+       `panel` bytes, so it stays in L2 while every output pixel/row passes over it; where no such tile holds
+       MIN_ACCUMULATORS, twice that (the whole L2 of a typical core), if a wider tile then holds more with as
+       many rows (as many FMAs per weight byte streamed).
+    2. Most accumulator registers `rb * ceil(ob / lanes)` within `registers`, and all the registers the
+       micro-kernel keeps live (`live_registers`) within `live_limit` where given (x86: `spill_limit`).
     3. At most two vectors wide (the weight panel streams from L2: ViT's 197x768x192 dense ran 1.4x faster as
        6 rows x 2 vectors than as 3 x 4), then most FMAs per operand load (`rb` broadcasts + `ob / lanes`
        weight vectors), then longer `rb`.
@@ -189,11 +194,13 @@ def choose_tile(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: 
     obs = [lanes * m for m in (1, 2, 4, 8) if m <= registers and n_vec % (lanes * m) == 0]
     if not obs:
         obs = [max(d for d in range(1, min(n_vec, 2 * lanes) + 1) if n_vec % d == 0)]
-    fitting = [ob for ob in obs if panel_rows * ob * dtype_bytes <= panel] or obs[:1]
     rbs = [d for d in range(1, min(n_reg, MAX_UNROLL) + 1) if n_reg % d == 0]
 
     def vectors(ob: int) -> int:
         return -(-ob // lanes)
+
+    def fits(ob: int, rb: int) -> bool:
+        return rb * vectors(ob) <= registers and (live_limit is None or live_registers(vectors(ob), rb) <= live_limit)
 
     def score(tile: tuple[int, int]) -> tuple:
         ob, rb = tile
@@ -201,12 +208,34 @@ def choose_tile(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: 
         narrow = vectors(ob) <= 2  # a 16 x 6 tile streams half the weight panel bytes per FMA of a 32 x 3 one
         return fmas, narrow, fmas / (rb + vectors(ob)), rb
 
-    candidates = [(ob, rb) for ob in fitting for rb in rbs if rb * vectors(ob) <= registers] or [(fitting[0], 1)]
-    return max(candidates, key=score)
+    def best(limit: int, min_rb: int = 1) -> tuple[int, int]:
+        fitting = [ob for ob in obs if panel_rows * ob * dtype_bytes <= limit] or obs[:1]
+        tiles = [(ob, rb) for ob in fitting for rb in rbs if rb >= min_rb and fits(ob, rb)]
+        return max(tiles or [(fitting[0], 1)], key=score)
+
+    tile = best(panel)
+    if tile[1] * vectors(tile[0]) < MIN_ACCUMULATORS:  # ResNet's 7x7 maps over 512 channels: 7 x 16 -> 7 x 32
+        tile = max(tile, best(2 * panel, min_rb=tile[1]), key=score)
+    return tile
+
+
+def live_registers(vectors: int, rb: int) -> int:
+    """Vector registers an `rb` x `vectors` micro-kernel keeps live on x86: its accumulators, the weight vectors
+    when more than one row reuses them, and the broadcast input when more than one vector reuses it (a value
+    used once stays a memory operand: `vfmadd231ps (mem){1to16}`)."""
+    return rb * vectors + (vectors if rb > 1 else 0) + (1 if vectors > 1 else 0)
+
+
+def spill_limit(target) -> int | None:
+    """The most vector registers a micro-kernel may keep live without spilling: all of them on x86, where LLVM
+    gave AVX-512's 7 x 4 tile (33 live) two spilled accumulators and 24 register moves per reduction step, and
+    the 7x7 stem's (3 channels unrolled) 48 stack accesses per 84 FMAs; None on AArch64, whose NEON multiplies
+    by a vector lane instead of a broadcast register (not measured on a board)."""
+    return vector_registers(target) if is_x86(target) else None
 
 
 def padding(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: int, dtype_bytes: int,
-            panel: int = PANEL_BYTES) -> tuple[int, int]:
+            panel: int = PANEL_BYTES, live_limit: int | None = None) -> tuple[int, int]:
     """(vector-axis, register-axis) padding factors for `pad_einsum`; 1 where the extent tiles well as it is.
 
     The vector axis pads to whole vectors when it is longer than two vectors and not a multiple of `lanes`
@@ -223,7 +252,7 @@ def padding(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: int,
         return (-(-n // factor) * factor - n) / n
 
     def accumulators(n_v: int, n_r: int) -> tuple[int, bool]:
-        ob, rb = choose_tile(n_v, n_r, lanes, registers, panel_rows, dtype_bytes, panel)
+        ob, rb = choose_tile(n_v, n_r, lanes, registers, panel_rows, dtype_bytes, panel, live_limit)
         return rb * -(-ob // lanes), ob <= 2 * lanes
 
     vec_pad = 1
