@@ -40,6 +40,7 @@ def build(m: int, k: int, n: int, integer: bool):
     from tvm import relax
 
     from edgec.backends.tvm.pipelines.cpu import cpu_pipeline
+    from edgec.backends.tvm.pipelines.tir import tir_pipeline
     from edgec.targets import resolve_target
 
     rng = np.random.default_rng(0)
@@ -57,7 +58,8 @@ def build(m: int, k: int, n: int, integer: bool):
             bb.emit_output(out)
         bb.emit_func_output(out)
     target = tvm.target.Target(resolve_target("cpu").tvm)
-    executable = tvm.compile(bb.get(), target=target, relax_pipeline=cpu_pipeline(target))
+    executable = tvm.compile(bb.get(), target=target, relax_pipeline=cpu_pipeline(target),
+                             tir_pipeline=tir_pipeline("llvm"))
     vm = relax.VirtualMachine(executable, tvm.cpu())
     reference = x.astype(np.int64) @ w.astype(np.int64) if integer else x.astype(np.float64) @ w.astype(np.float64)
     return vm, tvm.runtime.tensor(x), reference

@@ -19,7 +19,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgec import runtime
-from edgec.backends.tvm.pipelines import cpu
+from edgec.backends.tvm.pipelines import cpu, tir
 from edgec.compiler import compile_model
 from edgec.targets import resolve_target
 from tests.conftest import CODEGEN_TARGETS, needs_host_features
@@ -133,7 +133,8 @@ def test_bf16_kernels_use_the_targets_dot_product(target_name):
 
     tvm_target = tvm.target.Target(resolve_target(target_name).tvm)
     mod = from_onnx(_net(), keep_params_in_input=False)
-    executable = tvm.compile(mod, target=tvm_target, relax_pipeline=cpu.pipeline(tvm_target, precision="bf16"))
+    executable = tvm.compile(mod, target=tvm_target, relax_pipeline=cpu.pipeline(tvm_target, precision="bf16"),
+                             tir_pipeline=tir.tir_pipeline("llvm"))
     asm = "\n".join(m.inspect_source("asm") for m in executable.mod.imports if m.kind == "llvm")
     dots = re.findall(r"vdpbf16ps\s+[^\n]*", asm)
     if target_name == "x86-64-avx512-bf16":
@@ -166,7 +167,8 @@ def test_host_target_runs_vdpbf16ps(tmp_path):
 
     tvm_target = tvm.target.Target(resolve_target("cpu").tvm)
     executable = tvm.compile(from_onnx(_net(), keep_params_in_input=False), target=tvm_target,
-                             relax_pipeline=cpu.pipeline(tvm_target, precision="bf16"))
+                             relax_pipeline=cpu.pipeline(tvm_target, precision="bf16"),
+                             tir_pipeline=tir.tir_pipeline("llvm"))
     assert "vdpbf16ps" in "\n".join(m.inspect_source("asm") for m in executable.mod.imports if m.kind == "llvm")
 
 

@@ -18,7 +18,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgec.backends.tvm.pipelines import cpu
+from edgec.backends.tvm.pipelines import cpu, tir
 from edgec.quantize.calibration import calibration_inputs
 from edgec.quantize.int8 import Int8Scheme, quantize, scheme_for
 from edgec.targets import Target, resolve_target
@@ -42,7 +42,8 @@ def _build(model: onnx.ModelProto, target: Target = HOST):
 
     tvm_target = tvm.target.Target(target.tvm)
     mod = from_onnx(model, dtype_dict={"input": "float32"}, keep_params_in_input=False)
-    executable = tvm.compile(mod, target=tvm_target, relax_pipeline=cpu.pipeline(tvm_target))
+    executable = tvm.compile(mod, target=tvm_target, relax_pipeline=cpu.pipeline(tvm_target),
+                             tir_pipeline=tir.tir_pipeline("llvm"))
     return executable, executable.mod.imports[0].inspect_source("asm")
 
 

@@ -53,7 +53,8 @@ def test_network_matches_onnxruntime_and_pytorch(name, tmp_path):
     mod = from_onnx(onnx.load(str(path)), keep_params_in_input=False)
     start = time.perf_counter()
     executable = tvm.compile(mod, target=tvm.target.Target(target.tvm),
-                             relax_pipeline=pipelines.relax_pipeline(target, CompileOptions()))
+                             relax_pipeline=pipelines.relax_pipeline(target, CompileOptions()),
+                             tir_pipeline=pipelines.tir_pipeline(target))
     seconds = time.perf_counter() - start
     got = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x.numpy())).numpy()
 

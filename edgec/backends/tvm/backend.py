@@ -72,7 +72,8 @@ class TvmBackend(Backend):
         try:
             with cubin.nvcc_hook(target) if target.device == "cuda" else contextlib.nullcontext():
                 executable = tvm.compile(mod, target=tvm.target.Target(target.tvm),
-                                         relax_pipeline=pipelines.relax_pipeline(target, options, tuned))
+                                         relax_pipeline=pipelines.relax_pipeline(target, options, tuned),
+                                         tir_pipeline=pipelines.tir_pipeline(target))
             options.stage("link")
             with tempfile.TemporaryDirectory(prefix="edgec-tvm-") as tmp:
                 lib_path = os.path.join(tmp, "model.so")

@@ -3,7 +3,8 @@
 Each module builds the same four stages for its target kind: library_dispatch_passes (BYOC
 offloads: none for edgec), legalize_passes (edgec's rewrites, LegalizeOps, fusion and the schedule
 rules), dataflow_lower_passes and finalize_passes (TVM's). `relax_pipeline` dispatches by the TVM
-target's kind and appends the canonical shape-function order that keeps artifacts byte-identical.
+target's kind and appends the canonical shape-function order that keeps artifacts byte-identical;
+`tir_pipeline` names the TIR lowering that follows (`tir.py`: TVM's, with small buffers on the stack on CPUs).
 """
 
 from __future__ import annotations
@@ -29,6 +30,15 @@ def relax_pipeline(target: Target, options: CompileOptions, tuned=None):
     else:
         raise ValueError(f"target '{target.name}': no edgec pipeline for TVM target kind '{kind}'")
     return tvm.transform.Sequential([stages, canonical_shape_funcs(), _notify(options, "build")])
+
+
+def tir_pipeline(target: Target) -> str:
+    """What `tvm.compile(..., tir_pipeline=...)` takes for `target`: edgec's on CPUs (`pipelines.tir`)."""
+    import tvm
+
+    from edgec.backends.tvm.pipelines import tir
+
+    return tir.tir_pipeline(tvm.target.Target(target.tvm).kind.name)
 
 
 def _notify(options: CompileOptions, stage: str):

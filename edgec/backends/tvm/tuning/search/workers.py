@@ -59,11 +59,15 @@ def in_process_builder(export=None):
 
 def build(mod, target):
     """MetaSchedule's default build without its `import tvm.s_tir.tensor_intrin` (minutes on a busy host;
-    the CPU search space here uses no tensor intrinsics): weight repacks removed, so only the kernel is timed."""
+    the CPU search space here uses no tensor intrinsics): weight repacks removed, so only the kernel is timed,
+    lowered as artifacts lower it (`pipelines.tir`)."""
     from tvm.driver import build as tvm_build
     from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
 
-    return tvm_build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
+    from edgec.backends.tvm.pipelines.tir import tir_pipeline
+
+    return tvm_build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target,
+                     pipeline=tir_pipeline(target.kind.name))
 
 
 def local_runner(timeout_s: float = 60):
