@@ -84,6 +84,9 @@ class Gemm(CpuRule):
             panel_rows *= n
         n_vec, n_reg = extents[n_spatial - 1], (extents[n_spatial - 2] or 1) if n_spatial > 1 else 1
         lanes = tile_lanes(n_vec, vector_lanes(target, bits), bits)
+        window = _is_window(sch.get(red.block_rv), red.iters[n_spatial - 1].var)
+        # AVX-512's 24 channels: one tile of three 256-bit vectors reads the input once, not once per 8 channels
+        three = not window and lanes < vector_lanes(target, bits) and n_vec == 3 * lanes
         registers, live = vector_registers(target) - OPERAND_REGISTERS, spill_limit(target)
         panel = panel_bytes(target)
         vec_pad, reg_pad = padding(n_vec, n_reg, lanes, registers, panel_rows, bits // 8, panel, live)
@@ -97,9 +100,8 @@ class Gemm(CpuRule):
         consumers = try_inline(sch, consumers)
         if len(consumers) > 1:
             return None
-        ob, rb = choose_tile(n_vec, n_reg, lanes, registers, panel_rows, bits // 8, panel, live)
+        ob, rb = choose_tile(n_vec, n_reg, lanes, registers, panel_rows, bits // 8, panel, live, three)
 
-        window = _is_window(sch.get(red.block_rv), red.iters[n_spatial - 1].var)
         packed = _pack_weights(sch, red.block_rv, func, red.iters[n_spatial - 1].var, ob, producers)
         producers = [p for p in producers if not any(sch.get(p.block_rv).same_as(b) for b in packed)]
         writeback = sch.cache_write(red.block_rv, 0, ACCUMULATOR_SCOPE)
@@ -112,11 +114,12 @@ class Gemm(CpuRule):
         loops = sch.get_loops(red.block_rv)
         spatial, reduce = loops[:n_spatial], loops[n_spatial:]
         vo, vi = sch.split(spatial[-1], factors=[None, ob])
+        by_vector = sch.split(vi, factors=[None, lanes]) if _odd_vectors(ob, lanes) else [vi]
         if n_spatial > 1:
             ro, ri = sch.split(spatial[-2], factors=[None, rb])
-            outer, inner = [vo, *spatial[:-2], ro], [ri, vi]
+            outer, inner = [vo, *spatial[:-2], ro], [ri, *by_vector]
         else:
-            outer, inner = [vo], [vi]
+            outer, inner = [vo], by_vector
         sch.reorder(*outer, *reduce, *inner)
         if window and panel_rows <= MAX_WINDOW:  # panel_rows: the window's taps
             for loop in reduce:
@@ -124,8 +127,8 @@ class Gemm(CpuRule):
         tile = sch.fuse(*outer) if len(outer) > 1 else outer[0]
         if known_work(extents) * bits // 32 >= MIN_PARALLEL_WORK:  # 8-bit elements: 4 to a 32-bit lane
             sch.parallel(tile)
-        if len(inner) == 2:
-            sch.unroll(inner[0])
+        for loop in inner[:-1]:
+            sch.unroll(loop)
         sch.vectorize(inner[-1])
 
         sch.reverse_compute_at(final, tile, preserve_unit_loops=True)
@@ -175,11 +178,13 @@ def panel_bytes(target) -> int:
 
 
 def choose_tile(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: int,
-                dtype_bytes: int, panel: int = PANEL_BYTES, live_limit: int | None = None) -> tuple[int, int]:
+                dtype_bytes: int, panel: int = PANEL_BYTES, live_limit: int | None = None,
+                three_vectors: bool = False) -> tuple[int, int]:
     """Pick (ob, rb): `ob` elements of the vector axis by `rb` of the register-block axis.
 
     `ob` is a power-of-two number of vectors dividing `n_vec` (LLVM splits such vector types into
-    registers cleanly; 3- or 6-register types measured 3-18x slower), else the largest divisor of
+    registers cleanly; 3- or 6-register types measured 3-18x slower), or three where `three_vectors` (the
+    schedule then unrolls them vector by vector: no 3-register type), else the largest divisor of
     `n_vec` up to two vectors, so no tail loop is needed; `rb` a divisor of `n_reg` up to MAX_UNROLL.
     1. The weight panel one tile streams (`panel_rows` reduction steps x `ob`) must fit in
        `panel` bytes, so it stays in L2 while every output pixel/row passes over it; where no such tile holds
@@ -191,7 +196,8 @@ def choose_tile(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: 
        6 rows x 2 vectors than as 3 x 4), then most FMAs per operand load (`rb` broadcasts + `ob / lanes`
        weight vectors), then longer `rb`.
     """
-    obs = [lanes * m for m in (1, 2, 4, 8) if m <= registers and n_vec % (lanes * m) == 0]
+    multiples = (1, 2, 3, 4, 8) if three_vectors else (1, 2, 4, 8)
+    obs = [lanes * m for m in multiples if m <= registers and n_vec % (lanes * m) == 0]
     if not obs:
         obs = [max(d for d in range(1, min(n_vec, 2 * lanes) + 1) if n_vec % d == 0)]
     rbs = [d for d in range(1, min(n_reg, MAX_UNROLL) + 1) if n_reg % d == 0]
@@ -217,6 +223,12 @@ def choose_tile(n_vec: int, n_reg: int, lanes: int, registers: int, panel_rows: 
     if tile[1] * vectors(tile[0]) < MIN_ACCUMULATORS:  # ResNet's 7x7 maps over 512 channels: 7 x 16 -> 7 x 32
         tile = max(tile, best(2 * panel, min_rb=tile[1]), key=score)
     return tile
+
+
+def _odd_vectors(ob: int, lanes: int) -> bool:
+    """True when `ob` is a number of whole vectors that is not a power of two (three): the tile unrolls them."""
+    vectors = ob // lanes
+    return ob % lanes == 0 and vectors & (vectors - 1) != 0
 
 
 def live_registers(vectors: int, rb: int) -> int:
@@ -385,6 +397,9 @@ def _vectorize_tile(sch: s_tir.Schedule, block, after, lanes: int) -> None:
     extents = static_extents(sch, own)
     if not own or extents is None:
         return
+    if extents[-1] > lanes and _odd_vectors(extents[-1], lanes):  # three vectors: one loop step each
+        own = [*own[:-1], *sch.split(own[-1], factors=[None, lanes])]
+        extents = [*extents[:-1], extents[-1] // lanes, lanes]
     if extents[-1] >= 2:
         sch.vectorize(own[-1])
     for loop, n in zip(own[:-1], extents[:-1]):
