@@ -10,7 +10,8 @@ from tvm import s_tir
 MIN_PARALLEL_WORK = 1 << 15
 
 # Storage scope of a micro-kernel's accumulator tile. TVM 0.27 lowers a CPU buffer to a stack array only
-# when its scope is "global" (and it is under 1 KiB); a "local" one is taken from the workspace pool, so a
+# when its scope is "global" (and it is under 1 KiB: edgec's TIR pipeline, `pipelines/tir.py`, lifts that
+# limit to 8 KiB for AVX-512's larger tiles); a "local" one is taken from the workspace pool, so a
 # "local" tile cost one TVMBackendAllocWorkspace/FreeWorkspace pair per tile, in every tile of every call
 # (18% of the zoo ResNet-18 int8 run). On the stack, LLVM keeps the tile in registers.
 ACCUMULATOR_SCOPE = "global"
