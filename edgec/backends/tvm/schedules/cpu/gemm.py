@@ -85,8 +85,8 @@ class Gemm(CpuRule):
         n_vec, n_reg = extents[n_spatial - 1], (extents[n_spatial - 2] or 1) if n_spatial > 1 else 1
         lanes = tile_lanes(n_vec, vector_lanes(target, bits), bits)
         window = _is_window(sch.get(red.block_rv), red.iters[n_spatial - 1].var)
-        # AVX-512's 24 channels: one tile of three 256-bit vectors reads the input once, not once per 8 channels
-        three = not window and lanes < vector_lanes(target, bits) and n_vec == 3 * lanes
+        # x86's 24 channels (AVX2's 3 vectors, AVX-512's 3 of 256 bits): one tile reads the input once, not 3 times
+        three = not window and is_x86(target) and n_vec == 3 * lanes
         registers, live = vector_registers(target) - OPERAND_REGISTERS, spill_limit(target)
         panel = panel_bytes(target)
         vec_pad, reg_pad = padding(n_vec, n_reg, lanes, registers, panel_rows, bits // 8, panel, live)
