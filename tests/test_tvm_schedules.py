@@ -191,15 +191,19 @@ def target(request):
     return resolve_target(request.param)
 
 
-def _run_edgec(model: onnx.ModelProto, target, x: np.ndarray) -> np.ndarray:
-    from tvm import relax
+def _compile(model: onnx.ModelProto, target, tir_pipeline: str | None = None):
+    """`model` built as edgec builds it for `target` (its TIR lowering unless `tir_pipeline` names another)."""
     from tvm.relax.frontend.onnx import from_onnx
 
-    mod = from_onnx(model, keep_params_in_input=False)
-    executable = tvm.compile(mod, target=tvm.target.Target(target.tvm),
-                             relax_pipeline=pipelines.relax_pipeline(target, CompileOptions()),
-                             tir_pipeline=pipelines.tir_pipeline(target))
-    vm = relax.VirtualMachine(executable, tvm.cpu())
+    return tvm.compile(from_onnx(model, keep_params_in_input=False), target=tvm.target.Target(target.tvm),
+                       relax_pipeline=pipelines.relax_pipeline(target, CompileOptions()),
+                       tir_pipeline=tir_pipeline or pipelines.tir_pipeline(target))
+
+
+def _run_edgec(model: onnx.ModelProto, target, x: np.ndarray) -> np.ndarray:
+    from tvm import relax
+
+    vm = relax.VirtualMachine(_compile(model, target), tvm.cpu())
     out = vm["main"](tvm.runtime.tensor(x))
     return out.numpy()
 
@@ -551,19 +555,15 @@ def test_register_tiles_make_no_workspace_calls(target):
     """A tile's accumulators stay a stack buffer (LLVM keeps it in registers): no TVMBackendAllocWorkspace and
     FreeWorkspace call per tile, which TVM's own lowering makes for buffers of 1 KiB or more (AVX-512's 8 x 2
     tile: 16 x 64 bytes; MobileNetV2's 16-channel expansion ran 3x slower)."""
-    from tvm.relax.frontend.onnx import from_onnx
-
-    def conv_asm(tir_pipeline: str) -> str:
-        executable = tvm.compile(from_onnx(_conv(16, 96, 1, act="relu6", hw=16), keep_params_in_input=False),
-                                 target=tvm.target.Target(target.tvm),
-                                 relax_pipeline=pipelines.relax_pipeline(target, CompileOptions()),
-                                 tir_pipeline=tir_pipeline)
+    def conv_asm(tir_pipeline: str | None = None) -> str:
+        executable = _compile(_conv(16, 96, 1, act="relu6", hw=16), target, tir_pipeline)
         asm = "\n".join(m.inspect_source("asm") for m in executable.mod.imports if m.kind == "llvm")
         functions = re.split(r"\n(?=[A-Za-z_][\w.]*:)", asm)  # each with the parallel lambdas that follow it
         return "\n".join(f for f in functions if "conv2d" in f.split(":")[0])
 
-    assert "vfmadd231ps" in conv_asm(pipelines.tir_pipeline(target))
-    assert "TVMBackendAllocWorkspace" not in conv_asm(pipelines.tir_pipeline(target))
+    edgec_asm = conv_asm()
+    assert "vfmadd231ps" in edgec_asm
+    assert "TVMBackendAllocWorkspace" not in edgec_asm
     if target.name == "x86-64-avx512":  # what the test guards against: TVM's lowering of the same tile
         assert "TVMBackendAllocWorkspace" in conv_asm("default")
 
@@ -590,12 +590,7 @@ def test_padded_matmul_is_vectorized(target):
 
 def test_fast_math_leaves_no_libm_calls(target):
     """Sigmoid, erf, tanh, exp and x ** 2, x ** 3 compile to vector code: no scalar libm calls in the kernels."""
-    from tvm.relax.frontend.onnx import from_onnx
-
-    mod = from_onnx(CASES["nonlinear_fast_math"], keep_params_in_input=False)
-    executable = tvm.compile(mod, target=tvm.target.Target(target.tvm),
-                             relax_pipeline=pipelines.relax_pipeline(target, CompileOptions()),
-                             tir_pipeline=pipelines.tir_pipeline(target))
+    executable = _compile(CASES["nonlinear_fast_math"], target)
     llvm_ir = "\n".join(m.inspect_source("ll") for m in executable.mod.imports if m.kind == "llvm") \
         if hasattr(executable, "mod") else executable.inspect_source("ll")
     called = set(re.findall(r"call [^@]*@((?:llvm\.)?(?:exp|erf|tanh|pow)f?)[.(]", llvm_ir))  # libm, or LLVM's

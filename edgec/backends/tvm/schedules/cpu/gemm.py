@@ -401,7 +401,7 @@ def _vectorize_tile(sch: s_tir.Schedule, block, after, lanes: int) -> None:
     extents = static_extents(sch, own)
     if not own or extents is None:
         return
-    if extents[-1] > lanes and _odd_vectors(extents[-1], lanes):  # three vectors: one loop step each
+    if _odd_vectors(extents[-1], lanes):  # three vectors: one loop step each
         own = [*own[:-1], *sch.split(own[-1], factors=[None, lanes])]
         extents = [*extents[:-1], extents[-1] // lanes, lanes]
     if extents[-1] >= 2:
