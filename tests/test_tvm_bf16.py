@@ -33,7 +33,8 @@ CONVERTED = ("w2", "wp", "wg", "wm")  # the ops after the first layer whose weig
 
 def _net() -> onnx.ModelProto:
     """conv3x3 3->16 (the first layer: stays fp32), ReLU, BatchNormalization (imported as a tuple and TupleGetItem,
-    which the first-layer analysis must see through), conv3x3 16->24 (24 channels: the 256-bit form), ReLU,
+    which the first-layer analysis must see through), conv3x3 16->24 unpadded (24 channels: the 256-bit form; a
+    padded one would be a Winograd conv, whose bf16 operands are transformed tiles: test_tvm_winograd), ReLU,
     depthwise 3x3 (stays fp32), 1x1 conv 24->32, global average pool, Gemm (transB) 32->16, ReLU, MatMul 16->250
     (250 outputs: padded to 256 columns and sliced back)."""
     shapes = {"w1": (16, 3, 3, 3), "w2": (24, 16, 3, 3), "wd": (24, 1, 3, 3), "wp": (32, 24, 1, 1), "wg": (16, 32),
@@ -45,7 +46,7 @@ def _net() -> onnx.ModelProto:
     nodes = [helper.make_node("Conv", ["input", "w1"], ["c1"], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c1"], ["r1"]),
              helper.make_node("BatchNormalization", ["r1", "bn_scale", "bn_bias", "bn_mean", "bn_var"], ["n1"]),
-             helper.make_node("Conv", ["n1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["n1", "w2"], ["c2"]),
              helper.make_node("Relu", ["c2"], ["r2"]),
              helper.make_node("Conv", ["r2", "wd"], ["d"], pads=[1, 1, 1, 1], group=24),
              helper.make_node("Conv", ["d", "wp"], ["p"]),

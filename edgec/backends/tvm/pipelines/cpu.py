@@ -8,7 +8,8 @@
    both the output and the weights, so one output-channel vector is one contiguous weight load times one
    broadcast input.
    Weight transposes are constants and fold away in numpy (`fold_constant_moves`); elementwise ops
-   and pooling follow the layout; zero-point pads follow it too (`rewrites.pad_layout`). Static
+   and pooling follow the layout; zero-point pads follow it too (`rewrites.pad_layout`). 3x3 stride-1
+   convs (fp32, or bf16 operands) become Winograd transforms around a batched GEMM (`rewrites.winograd`). Static
    dims the importer reads from a symbolic shape become constants (`rewrites.static_dims`). exp, erf, tanh,
    sigmoid and softmax become polynomial kernels LLVM vectorizes (`rewrites.fast_math`; libm's are scalar
    calls); last-axis softmax and LayerNorm reduce into vectors of running values (`rewrites.row_reductions`).
@@ -53,12 +54,13 @@ def rewrite_passes(precision: str = "fp32") -> list:
     from edgec.backends.tvm.rewrites.quantized_pool import quantized_pool
     from edgec.backends.tvm.rewrites.row_reductions import row_reductions
     from edgec.backends.tvm.rewrites.static_dims import static_dims
+    from edgec.backends.tvm.rewrites.winograd import winograd
 
     passes = [quantized_pool, integer_qdq, lift_clip, pairwise_variadic]
     passes += [relax.transform.ToMixedPrecision(out_dtype="float32")] if precision == "fp16" else []
     passes += [bfloat16_operands] if precision == "bf16" else []
-    return passes + [relax.transform.ConvertLayout(CONV2D_LAYOUT), pad_layout, fold_constant_moves, static_dims,
-                     row_reductions, fast_math]
+    return passes + [relax.transform.ConvertLayout(CONV2D_LAYOUT), pad_layout, fold_constant_moves, winograd,
+                     static_dims, row_reductions, fast_math]
 
 
 def library_dispatch_passes(tvm_target) -> list:

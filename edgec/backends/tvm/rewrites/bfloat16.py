@@ -4,14 +4,15 @@ Rewrite (before ConvertLayout, NCHW/OIHW as imported):
     conv2d(x, W)  ->  conv2d(astype(x, bfloat16), bf16(W), out_dtype=float32)       [groups = 1]
     matmul(x, W)  ->  matmul(astype(x, bfloat16), bf16(W), out_dtype=float32)       [W constant [K, N]]
     matmul(x, permute_dims(W))  ->  the same, W transposed here (Gemm transB)
-Weights are rounded to bfloat16 here (round to nearest even, ml_dtypes); activations by the cast,
-which FuseOps puts in the producing kernel's epilogue (TVM's legalization rounds to nearest even).
-Products accumulate in fp32, so only the operands lose precision (8 mantissa bits), as with
-OpenVINO's bf16 and AVX512_BF16's `vdpbf16ps`. Input channels are padded to an even count (a
-zero channel in x and W): the dot-product kernels take bf16 pairs (`schedules.cpu.bf16_intrinsics`), on
-whole vectors of output channels: a matmul's weight gets zero columns up to a multiple of 16 and its
-result is sliced back (GPT-2's LM head, 50257 words: 13.9 -> 9.4 ms on two Zen 4 cores, where the Gemm
-rule ran it on widened bf16).
+Weights are rounded to bfloat16 here (round to nearest even, ml_dtypes); activations by the cast, which
+FuseOps puts in the producing kernel's epilogue (TVM's legalization rounds to nearest even). Products
+accumulate in fp32, so only the operands lose precision (8 mantissa bits), as with OpenVINO's bf16 and
+AVX512_BF16's `vdpbf16ps`. (3x3 stride-1 convs then become Winograd convs, `rewrites.winograd`, whose bf16
+operands are the transformed input tiles and weights.) Input channels are padded to an even count (a zero
+channel in x and W): the dot-product kernels take bf16 pairs (`schedules.cpu.bf16_intrinsics`), on whole
+vectors of output channels: a matmul's weight gets zero columns up to a multiple of 16 and its result is
+sliced back (GPT-2's LM head, 50257 words: 13.9 -> 9.4 ms on two Zen 4 cores, where the Gemm rule ran it on
+widened bf16).
 The first layer stays fp32: a conv/matmul whose activation no other conv/matmul produced reads the
 graph input (an image, token embeddings), where rounding to 8 mantissa bits costs the most (the zoo's
 MobileNetV2 on digits: max logit error 4.6% -> 1.7% of the logit range, one of 360 top-1 labels

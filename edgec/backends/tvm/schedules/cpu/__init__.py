@@ -14,19 +14,21 @@ from edgec.backends.tvm.schedules.cpu.dot_gemm import DotGemm
 from edgec.backends.tvm.schedules.cpu.gemm import Gemm
 from edgec.backends.tvm.schedules.cpu.injective import Injective
 from edgec.backends.tvm.schedules.cpu.row_reduction import RowReduction
+from edgec.backends.tvm.schedules.cpu.winograd import Winograd
 
 
 def cpu_rules() -> list:
     """The CPU rule stack, most specific first.
 
-    DotGemm (u8 x s8 -> int32 and bf16 x bf16 -> fp32 conv2d/matmul on x86 dot-product instructions), then Gemm (conv2d,
+    Winograd (`rewrites.winograd`'s input and output transforms, named by their blocks), DotGemm (u8 x s8 ->
+    int32 and bf16 x bf16 -> fp32 conv2d/matmul on x86 dot-product instructions), then Gemm (conv2d,
     matmul/dense, pooling, spatial reductions), then RowReduction (`rewrites.row_reductions`' softmax and
     LayerNorm: vectors of running values), then TVM's own CPU Reduction rule (other reductions over the
     innermost axis), then Injective (elementwise, broadcast, transpose, pad chains).
     """
     from tvm.s_tir.dlight.cpu import Reduction
 
-    return [DotGemm(), Gemm(), RowReduction(), Reduction(), Injective()]
+    return [Winograd(), DotGemm(), Gemm(), RowReduction(), Reduction(), Injective()]
 
 
-__all__ = ["Gemm", "Injective", "DotGemm", "RowReduction", "cpu_rules"]
+__all__ = ["Gemm", "Injective", "DotGemm", "RowReduction", "Winograd", "cpu_rules"]
