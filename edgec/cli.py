@@ -241,10 +241,14 @@ def optimize(model: str, output: str, passes: str | None, no_validate: bool, inp
 @click.option("--weightless", is_flag=True,
               help="tensorrt: a weight-stripped plan, refitted at load from the ONNX weights the artifact carries "
                    "(TensorRT-RTX: needs a GPU at build time).")
+@click.option("--no-winograd", "no_winograd", is_flag=True,
+              help="tvm on CPUs: 3x3 convs direct, not Winograd (whose transformed weights take 16/9 to 4x the "
+                   "bytes: ResNet-18's artifact 46 -> 95 MB); slower.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .edgec artifact.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def compile_cmd(model, target, backend, precision, calib, calib_method, calib_samples, max_accuracy_drop,
-                validation_data, tuning_db, arch, input_shapes, verify_data, nms, weightless, output, as_json) -> None:
+                validation_data, tuning_db, arch, input_shapes, verify_data, nms, weightless, no_winograd, output,
+                as_json) -> None:
     """Compile MODEL (ONNX) for TARGET into one .edgec artifact."""
     from edgec.errors import UnsupportedError
     from edgec.frontend.shapes import parse_input_shapes
@@ -271,6 +275,8 @@ def compile_cmd(model, target, backend, precision, calib, calib_method, calib_sa
     int8 = Int8Options(calib, calib_method, calib_samples, max_accuracy_drop, validation_data)
     if weightless and backend == "auto":
         raise EdgecError("--weightless is only used with --backend tensorrt")
+    if no_winograd and backend != "tvm":
+        raise EdgecError("--no-winograd is only used with --backend tvm (its CPU targets)")
     with _stages(not as_json, f"compile {Path(model).name} for {target}") as stage:
         if backend == "auto":
             from edgec.autoselect import compile_auto
@@ -281,7 +287,8 @@ def compile_cmd(model, target, backend, precision, calib, calib_method, calib_sa
             from edgec.compiler import compile_model
 
             result = compile_model(model, target, output, backend=backend, precision=precision, input_shapes=shapes,
-                                   int8=int8, tuning_db=tuning_db, nms=nms, weightless=weightless, progress=stage)
+                                   int8=int8, tuning_db=tuning_db, nms=nms, weightless=weightless,
+                                   winograd=not no_winograd, progress=stage)
     if as_json:  # the manifest, plus this compile's times (kept out of the artifact: it is byte-reproducible)
         _echo_json(dict(result.manifest, compile={"seconds": round(result.seconds, 3), "stages_s": result.stages,
                                                   "toolchain_import_s": result.toolchain_s}))

@@ -68,13 +68,14 @@ def toolchain_versions() -> dict[str, str | None]:
 def compile_model(model_path: str | os.PathLike, target: str, output: str | os.PathLike, backend: str = "tvm",
                   precision: str = "fp32", input_shapes: dict | None = None, passes=DEFAULT_PIPELINE,
                   tuning_db: str | None = None, int8: Int8Options | None = None, validate: bool = True,
-                  nms: str = "auto", weightless: bool = False, progress=None) -> CompileResult:
+                  nms: str = "auto", weightless: bool = False, winograd: bool = True, progress=None) -> CompileResult:
     """Compile an ONNX file into a `.edgec` artifact at `output` (written atomically).
 
     int8 quantizes the optimized graph to QDQ form here, before the backend, so every backend gets
     the same calibrated model; fp16 conversion is the backend's own step (each does it its way).
     nms "auto" runs NonMaxSuppression in the backend where it can, "host" always in the runtime (numpy).
     weightless builds a weight-stripped engine (tensorrt), refitted from the artifact's ONNX weights at load.
+    winograd=False keeps TVM's CPU 3x3 convs direct (Winograd stores 16/9 to 4x their weight bytes).
     validate checks every graph pass's outputs against the model before it with ONNX Runtime.
     progress(stage) is called as each stage starts (toolchain, load, passes, quantize, nms, the backend's
     name, then its own: import, schedule, build, link for TVM; then package); their times are in the result."""
@@ -85,7 +86,7 @@ def compile_model(model_path: str | os.PathLike, target: str, output: str | os.P
     chosen.import_toolchain()
     tgt = resolve_target(target)
     options = CompileOptions(precision=precision, tuning_db=tuning_db, model_path=model_path, weightless=weightless,
-                             progress=stage)
+                             winograd=winograd, progress=stage)
     chosen.check(tgt, options)
     stage("load")
     source_sha = hashlib.sha256(Path(model_path).read_bytes()).hexdigest() if Path(model_path).is_file() else None

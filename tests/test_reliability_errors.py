@@ -229,6 +229,8 @@ CLI_CASES = [
      "edgec backend implements; replace it with standard ONNX ops before compiling"),
     ("compile", "--weightless with a backend that has none", [*COMPILE, "--weightless"], 2,
      "--weightless: backend 'ort' has no weight-stripped artifacts; use it with --backend tensorrt"),
+    ("compile", "--no-winograd with a backend other than tvm", [*COMPILE, "--no-winograd"], 2,
+     "--no-winograd is only used with --backend tvm (its CPU targets)"),
     ("compile", "TensorRT-RTX's target with tvm", ["compile", "model.onnx", "--target", "rtx", "-o", "out.edgec"], 2,
      "backend 'tvm' cannot compile for target 'rtx' (one TensorRT-RTX engine for NVIDIA GPUs sm_80, sm_86, sm_89 and "
      "sm_120 (Ampere, Ada, Blackwell RTX) on an x86-64 host): TVM builds for one GPU architecture; use --backend "

@@ -196,3 +196,25 @@ def _compile_bf16(model: onnx.ModelProto):
     return tvm.compile(from_onnx(model, keep_params_in_input=False), target=tvm.target.Target(target.tvm),
                        relax_pipeline=pipelines.relax_pipeline(target, CompileOptions(precision="bf16")),
                        tir_pipeline=pipelines.tir_pipeline(target))
+
+
+def test_no_winograd_keeps_convs_direct_and_the_artifact_smaller(tmp_path):
+    """`edgec compile --no-winograd`: the same results from direct convs, in an artifact without the transformed
+    weights (F(4x4) stores 36/9 of each 3x3 weight); the manifest says which."""
+    from edgec import runtime
+    from tests.conftest import run_edgec
+
+    model = _block(64, 16, 16)
+    onnx.save(model, tmp_path / "block.onnx")
+    x = RNG.standard_normal((1, 64, 16, 16)).astype(np.float32)
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x})[0]
+    sizes = {}
+    for flags in ([], ["--no-winograd"]):
+        out = tmp_path / f"block{len(flags)}.edgec"
+        run_edgec("compile", tmp_path / "block.onnx", "--target", "cpu", *flags, "-o", out, check=True)
+        module = runtime.load(out)
+        assert module.manifest["backend_config"]["winograd"] is (not flags)
+        assert np.abs(module(x)[0] - expected).max() <= REL_TOL * np.abs(expected).max()
+        sizes[bool(flags)] = out.stat().st_size
+    assert sizes[False] - sizes[True] > 2 * 64 * 64 * 9 * 4  # 3 of the 4 weight copies' bytes, in both convs

@@ -21,6 +21,7 @@ class CompileOptions:
     tuning_db: str | None = None
     model_path: str = "<model>"  # for error messages
     weightless: bool = False  # a weight-stripped engine, refitted at load (backends with `weightless = True`)
+    winograd: bool = True  # TVM on CPUs: 3x3 stride-1 convs as Winograd convs (False: direct, smaller artifact)
     progress: Callable[[str], None] | None = field(default=None, compare=False)  # told each stage as it starts
 
     def stage(self, name: str) -> None:

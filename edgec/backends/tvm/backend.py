@@ -65,6 +65,8 @@ class TvmBackend(Backend):
         if target.device == "cuda":  # kernels as a cubin for the target's SM (nvcc), not source
             config["cuda"] = {"arch": cuda_arch(target), "kernels": "cubin", "nvcc": cubin.nvcc_version(target)}
             link_options["fpack_imports"] = cubin.fpack_imports(target)
+        else:
+            config["winograd"] = options.winograd  # 3x3 stride-1 convs as Winograd convs (`rewrites.winograd`)
         tuned = tuned_kernels(options.tuning_db, target)
         options.stage("import")
         mod, lowered = import_relax(model, options.model_path)

@@ -26,7 +26,7 @@ def relax_pipeline(target: Target, options: CompileOptions, tuned=None):
     if kind == "cuda":
         stages = cuda.pipeline(target, options)
     elif kind == "llvm":
-        stages = cpu.pipeline(tvm.target.Target(target.tvm), tuned, options.precision)
+        stages = cpu.pipeline(tvm.target.Target(target.tvm), tuned, options.precision, options.winograd)
     else:
         raise ValueError(f"target '{target.name}': no edgec pipeline for TVM target kind '{kind}'")
     return tvm.transform.Sequential([stages, canonical_shape_funcs(), _notify(options, "build")])

@@ -40,8 +40,9 @@ from __future__ import annotations
 CONV2D_LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"], "relax.nn.conv2d_transpose": ["NCHW", "IOHW"]}
 
 
-def rewrite_passes(precision: str = "fp32") -> list:
-    """Step 1: Relax rewrites that give the heavy ops GEMM shape (and fp16 where asked)."""
+def rewrite_passes(precision: str = "fp32", winograd: bool = True) -> list:
+    """Step 1: Relax rewrites that give the heavy ops GEMM shape (and fp16 where asked; Winograd 3x3 convs unless
+    `winograd` is False)."""
     from tvm import relax
 
     from edgec.backends.tvm.rewrites.bfloat16 import bfloat16_operands
@@ -54,13 +55,13 @@ def rewrite_passes(precision: str = "fp32") -> list:
     from edgec.backends.tvm.rewrites.quantized_pool import quantized_pool
     from edgec.backends.tvm.rewrites.row_reductions import row_reductions
     from edgec.backends.tvm.rewrites.static_dims import static_dims
-    from edgec.backends.tvm.rewrites.winograd import winograd
+    from edgec.backends.tvm.rewrites.winograd import winograd as winograd_convs
 
     passes = [quantized_pool, integer_qdq, lift_clip, pairwise_variadic]
     passes += [relax.transform.ToMixedPrecision(out_dtype="float32")] if precision == "fp16" else []
     passes += [bfloat16_operands] if precision == "bf16" else []
-    return passes + [relax.transform.ConvertLayout(CONV2D_LAYOUT), pad_layout, fold_constant_moves, winograd,
-                     static_dims, row_reductions, fast_math]
+    passes += [relax.transform.ConvertLayout(CONV2D_LAYOUT), pad_layout, fold_constant_moves]
+    return passes + ([winograd_convs] if winograd else []) + [static_dims, row_reductions, fast_math]
 
 
 def library_dispatch_passes(tvm_target) -> list:
@@ -82,10 +83,10 @@ def fusion_passes() -> list:
             relax.transform.AttachAttrLayoutFreeBuffers()]
 
 
-def fused_passes(tvm_target, precision: str = "fp32") -> list:
+def fused_passes(tvm_target, precision: str = "fp32", winograd: bool = True) -> list:
     """Steps 1-2 (rewrites, library dispatch, legalize + fuse): the kernels the rules (or a tuning
     database) schedule. Run them under `with tvm_target`."""
-    return rewrite_passes(precision) + library_dispatch_passes(tvm_target) + fusion_passes()
+    return rewrite_passes(precision, winograd) + library_dispatch_passes(tvm_target) + fusion_passes()
 
 
 def schedule_passes(tuned=None) -> list:
@@ -104,12 +105,12 @@ def schedule_passes(tuned=None) -> list:
                      fold_constant_calls]  # ... evaluated now on the constant weights
 
 
-def legalize_passes(tvm_target, tuned=None, precision: str = "fp32") -> list:
+def legalize_passes(tvm_target, tuned=None, precision: str = "fp32", winograd: bool = True) -> list:
     """Steps 1-3, TVM's `legalize_passes` stage for edgec's CPU pipeline."""
-    return fused_passes(tvm_target, precision) + schedule_passes(tuned)
+    return fused_passes(tvm_target, precision, winograd) + schedule_passes(tuned)
 
 
-def pipeline(tvm_target, tuned=None, precision: str = "fp32"):
+def pipeline(tvm_target, tuned=None, precision: str = "fp32", winograd: bool = True):
     """edgec's CPU pipeline as one module pass (rewrites, legalize + fuse, tuned kernels, schedule rules,
     lowering)."""
     import tvm
@@ -118,7 +119,7 @@ def pipeline(tvm_target, tuned=None, precision: str = "fp32"):
     @tvm.transform.module_pass(opt_level=0, name="edgec.CpuPipeline")
     def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         with tvm_target:
-            passes = legalize_passes(tvm_target, tuned, precision)
+            passes = legalize_passes(tvm_target, tuned, precision, winograd)
             passes += cpu_generic.dataflow_lower_passes(tvm_target)
             passes += cpu_generic.finalize_passes(tvm_target)
             return tvm.transform.Sequential(passes)(mod)
