@@ -59,11 +59,11 @@ def _block(channels: int, height: int, width: int, batch: int = 1, out_channels:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def _compile(model: onnx.ModelProto, target):
+def _compile(model: onnx.ModelProto, target, precision: str = "fp32"):
     from tvm.relax.frontend.onnx import from_onnx
 
     return tvm.compile(from_onnx(model, keep_params_in_input=False), target=tvm.target.Target(target.tvm),
-                       relax_pipeline=pipelines.relax_pipeline(target, CompileOptions()),
+                       relax_pipeline=pipelines.relax_pipeline(target, CompileOptions(precision=precision)),
                        tir_pipeline=pipelines.tir_pipeline(target))
 
 
@@ -183,19 +183,11 @@ def test_bf16_winograd_rounds_transformed_tiles(tmp_path):
 
 def test_bf16_winograd_products_use_vdpbf16ps():
     """Compile only (any host): on an AVX512_BF16 target the batched GEMM of bf16 tiles is a dot-product kernel."""
-    asm = "\n".join(m.inspect_source("asm") for m in _compile_bf16(_block(16, 14, 14)).mod.imports if m.kind == "llvm")
+    executable = _compile(_block(16, 14, 14), resolve_target("x86-64-avx512-bf16"), "bf16")
+    asm = "\n".join(m.inspect_source("asm") for m in executable.mod.imports if m.kind == "llvm")
     functions = re.split(r"\n(?=[A-Za-z_][\w.]*:)", asm)  # each with the parallel lambdas that follow it
     products = [f for f in functions if re.match(r"matmul\w*_compute_", f)]
     assert sorted("vdpbf16ps" in f for f in products) == [False, True]  # the first conv's (fp32), the second's
-
-
-def _compile_bf16(model: onnx.ModelProto):
-    from tvm.relax.frontend.onnx import from_onnx
-
-    target = resolve_target("x86-64-avx512-bf16")
-    return tvm.compile(from_onnx(model, keep_params_in_input=False), target=tvm.target.Target(target.tvm),
-                       relax_pipeline=pipelines.relax_pipeline(target, CompileOptions(precision="bf16")),
-                       tir_pipeline=pipelines.tir_pipeline(target))
 
 
 def test_no_winograd_keeps_convs_direct_and_the_artifact_smaller(tmp_path):

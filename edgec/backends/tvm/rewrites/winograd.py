@@ -119,20 +119,22 @@ def _output_transform(products, a: np.ndarray, m: int, shape):
     return te.compute((batch, height, width, channels), value, name=OUTPUT_BLOCK)
 
 
-def _applies(call: relax.Call, weight) -> bool:
+def _winograd_tile(call: relax.Call, weight) -> int | None:
+    """m for a conv2d the rewrite takes (`tile_size`), None for any other."""
     attrs = call.attrs
     operands = str(call.args[0].ty.dtype)
     if weight is None or str(call.ty.dtype) != "float32" or weight.dtype != OPERANDS.get(operands):
-        return False
+        return None
     if (attrs.data_layout, attrs.kernel_layout, attrs.out_layout) != ("NHWC", "HWIO", "NHWC"):
-        return False
+        return None
     kh, kw, channels, out_channels = weight.shape
     shape = call.args[0].ty.shape
-    return ((kh, kw) == (3, 3) and int(attrs.groups) == 1 and [int(s) for s in attrs.strides] == [1, 1]
-            and [int(d) for d in attrs.dilation] == [1, 1] and [int(p) for p in attrs.padding] == [1, 1, 1, 1]
-            and min(channels, out_channels) >= MIN_CHANNELS
-            and channels % CHANNEL_MULTIPLE == 0 and out_channels % CHANNEL_MULTIPLE == 0 and shape is not None
-            and all(isinstance(d, tvm.tirx.IntImm) for d in shape) and tile_size(shape, operands) is not None)
+    takes = ((kh, kw) == (3, 3) and int(attrs.groups) == 1 and [int(s) for s in attrs.strides] == [1, 1]
+             and [int(d) for d in attrs.dilation] == [1, 1] and [int(p) for p in attrs.padding] == [1, 1, 1, 1]
+             and min(channels, out_channels) >= MIN_CHANNELS
+             and channels % CHANNEL_MULTIPLE == 0 and out_channels % CHANNEL_MULTIPLE == 0 and shape is not None
+             and all(isinstance(d, tvm.tirx.IntImm) for d in shape))
+    return tile_size(shape, operands) if takes else None
 
 
 def tile_size(shape, operands: str = "float32") -> int | None:
@@ -151,11 +153,11 @@ class _Winograd(relax.expr_functor.PyExprMutator):
             return call
         bound = producer(self, call.args[1])
         weight = bound.value.numpy() if isinstance(bound, tvm.ir.Constant) else None
-        if not _applies(call, weight):
+        m = _winograd_tile(call, weight)
+        if m is None:
             return call
         data = call.args[0]
         operands = str(data.ty.dtype)
-        m = tile_size(data.ty.shape, operands)
         a, b, g = transform_matrices(m)
         alpha = m + 2
         # U[xi, nu, c, k] = sum_ij G[xi, i] g[i, j, c, k] G[nu, j]

@@ -22,6 +22,16 @@ ACCUMULATOR_SCOPE = "global"
 WIDE_VECTORS = (4, 2, 1)
 
 
+def attempt(primitive, block) -> bool:
+    """Apply a schedule primitive (`sch.compute_inline`, `sch.reverse_compute_inline`) to `block`; False when TVM
+    refuses, leaving the schedule as it was."""
+    try:
+        primitive(block)
+    except s_tir.ScheduleError:
+        return False
+    return True
+
+
 def static_extents(sch: s_tir.Schedule, loops) -> list[int] | None:
     """Loop extents as Python ints, or None when any is symbolic."""
     extents = []

@@ -47,6 +47,7 @@ from tvm.s_tir.dlight.base import try_inline
 from edgec.backends.tvm.schedules._loops import (
     ACCUMULATOR_SCOPE,
     MIN_PARALLEL_WORK,
+    attempt,
     known_work,
     loop_extents,
     parallel_vectorize,
@@ -137,7 +138,7 @@ class Gemm(CpuRule):
         _vectorize_tile(sch, init, after=tile, lanes=lanes)
 
         for producer in producers:
-            if (window or _is_copy(sch.get(producer.block_rv))) and _try_inline(sch, producer.block_rv):
+            if (window or _is_copy(sch.get(producer.block_rv))) and attempt(sch.compute_inline, producer.block_rv):
                 continue
             parallel_vectorize(sch, producer.block_rv, lanes)
         return sch
@@ -357,15 +358,6 @@ def _is_window(block: s_tir.SBlock, v) -> bool:
 def _is_copy(block: s_tir.SBlock) -> bool:
     """A producer that stores a plain load: a layout copy or zero-width padding, no bounds tests."""
     return isinstance(block.body, tirx.BufferStore) and isinstance(block.body.value, ir.expr.TensorLoad)
-
-
-def _try_inline(sch: s_tir.Schedule, block) -> bool:
-    """Inline `block` into its consumer; False when TVM refuses (it then keeps a nest of its own)."""
-    try:
-        sch.compute_inline(block)
-    except s_tir.ScheduleError:
-        return False
-    return True
 
 
 def _pack_weights(sch: s_tir.Schedule, block, func: tirx.PrimFunc, v, ob: int, producers) -> list:

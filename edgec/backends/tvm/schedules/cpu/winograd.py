@@ -17,10 +17,12 @@ from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import try_inline
 
 from edgec.backends.tvm.rewrites.winograd import INPUT_BLOCK, INPUT_HALF, OUTPUT_BLOCK, OUTPUT_HALF
-from edgec.backends.tvm.schedules._loops import parallel_vectorize, static_extents
+from edgec.backends.tvm.schedules._loops import attempt, parallel_vectorize, static_extents
 from edgec.backends.tvm.schedules.cpu.cpu_rule import CpuRule
 from edgec.backends.tvm.schedules.cpu.gemm import tile_lanes
 from edgec.backends.tvm.schedules.target_facts import vector_lanes
+
+HALVES = {INPUT_BLOCK: INPUT_HALF, OUTPUT_BLOCK: OUTPUT_HALF}  # a transform's block -> its first pass's block
 
 
 class Winograd(CpuRule):
@@ -32,17 +34,16 @@ class Winograd(CpuRule):
         if not blocks or not all(b.is_injective() for b in blocks):
             return None
         named = {sch.get(b.block_rv).name_hint: b.block_rv for b in blocks}
-        kind = next((k for k in (INPUT_BLOCK, OUTPUT_BLOCK) if k in named), None)
-        if kind is None or {INPUT_BLOCK: INPUT_HALF, OUTPUT_BLOCK: OUTPUT_HALF}[kind] not in named:
+        kind = next((k for k in HALVES if k in named and HALVES[k] in named), None)
+        if kind is None:
             return None
-        main, half = named[kind], named[INPUT_HALF if kind == INPUT_BLOCK else OUTPUT_HALF]
+        main, half = named[kind], named[HALVES[kind]]
         shape = [int(d) for d in sch.get(main).writes[0].source.shape]
-        others = try_inline(sch, [b for b in blocks if sch.get(b.block_rv).name_hint not in (kind, INPUT_HALF,
-                                                                                                OUTPUT_HALF)])
+        others = try_inline(sch, [b for b in blocks if sch.get(b.block_rv).name_hint not in (kind, HALVES[kind])])
         rest = []  # a final layout change (NHWC -> NCHW graph output) keeps a nest of its own
         for other in others:
             same = [int(d) for d in sch.get(other.block_rv).writes[0].source.shape] == shape
-            if not (kind == OUTPUT_BLOCK and same and _try(sch.reverse_compute_inline, other.block_rv)):
+            if not (kind == OUTPUT_BLOCK and same and attempt(sch.reverse_compute_inline, other.block_rv)):
                 rest.append(other.block_rv)
         loops = sch.get_loops(main)
         extents = static_extents(sch, loops)
@@ -83,11 +84,3 @@ class Winograd(CpuRule):
 def _tile_size(sch: s_tir.Schedule, half) -> int:
     """m, the output tile's side: the first axis of the output transform's first pass, (A^T M)[i, nu]."""
     return int(sch.get(half).writes[0].source.shape[0])
-
-
-def _try(primitive, block) -> bool:
-    try:
-        primitive(block)
-    except s_tir.ScheduleError:
-        return False
-    return True
